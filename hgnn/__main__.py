@@ -1,0 +1,3 @@
+from hgnn.cli.main import main
+
+raise SystemExit(main())

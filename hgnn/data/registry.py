@@ -1,0 +1,184 @@
+"""The dataset registry: one table from name to reader, default location and task.
+
+``load_dataset(name_or_path)`` is the one entry point. A name looks up the table; anything else is
+taken as a path to a folder or zip in HGB format (a user's own graph).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch_geometric.data import HeteroData
+
+from hgnn.data import cache
+from hgnn.data.source import Source
+from hgnn.data.task import TaskSpec
+from hgnn.errors import DataFormatError, UnknownNameError
+
+# Bump when a reader's output changes, so stale cache entries are not reused.
+READER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One row of the registry.
+
+    ``reader`` is ``"module:function"``; the function takes the dataset's path (``None`` for
+    generated datasets) plus ``options`` and returns ``(HeteroData, TaskSpec)``. ``paths`` are
+    candidate locations below the data root, the first that exists wins.
+    """
+
+    name: str
+    reader: str
+    paths: tuple[str, ...]
+    description: str
+    options: dict = field(default_factory=dict)
+    cached: bool = True
+
+    def resolve_reader(self) -> Callable[..., tuple[HeteroData, TaskSpec]]:
+        module, func = self.reader.split(":")
+        return getattr(importlib.import_module(module), func)
+
+
+_HGB = "hgnn.data.formats.hgb:read_hgb"
+DATASETS: dict[str, DatasetEntry] = {
+    e.name: e
+    for e in [
+        DatasetEntry("hgb-dblp", _HGB, ("HGB_DBLP/DBLP.zip", "HGB_DBLP", "DBLP.zip", "DBLP"),
+                     "HGB DBLP: authors into 4 research areas (Lv et al., KDD'21)"),
+        DatasetEntry("hgb-acm", _HGB, ("HGB_ACM/ACM.zip", "HGB_ACM", "ACM.zip", "ACM"),
+                     "HGB ACM: papers into 3 areas"),
+        DatasetEntry("hgb-imdb", _HGB, ("HGB_IMDB/IMDB.zip", "HGB_IMDB", "IMDB.zip", "IMDB"),
+                     "HGB IMDB: movies into 5 genres, multi-label"),
+        DatasetEntry("hgb-freebase", _HGB,
+                     ("HGB_Freebase/Freebase.zip", "HGB_Freebase", "Freebase.zip", "Freebase"),
+                     "HGB Freebase: books into 7 classes (files not on this machine)"),
+        DatasetEntry("ogbn-mag", "hgnn.data.formats.ogb_mag:read_ogbn_mag",
+                     ("ogbn_mag", "ogbn-mag", "mag"),
+                     "OGB ogbn-mag, official time split (Hu et al., NeurIPS'20)"),
+        DatasetEntry("gtn-acm", "hgnn.data.formats.gtn:read_gtn", ("GTN_ACM/gtn-acm.zip", "GTN_ACM"),
+                     "GTN ACM, GTN's fixed split (Yun et al., NeurIPS'19)"),
+        DatasetEntry("gtn-dblp", "hgnn.data.formats.gtn:read_gtn",
+                     ("GTN_DBLP/gtn-dblp.zip", "GTN_DBLP"), "GTN DBLP, GTN's fixed split"),
+        DatasetEntry("gtn-imdb", "hgnn.data.formats.gtn:read_gtn",
+                     ("GTN_IMDB/gtn-imdb.zip", "GTN_IMDB"), "GTN IMDB, GTN's fixed split"),
+        DatasetEntry("magnn-imdb", "hgnn.data.formats.magnn:read_magnn_imdb",
+                     ("MAGNN_IMDB/IMDB_processed.zip", "MAGNN_IMDB"),
+                     "MAGNN IMDB (R-HGNN's IMDB), fixed 400/400/3478 split"),
+        DatasetEntry("hgsl-yelp", "hgnn.data.formats.hgsl:read_hgsl_yelp", ("HGSL_Yelp",),
+                     "HGSL Yelp: businesses into 3 classes, fixed split"),
+        DatasetEntry("heco-freebase", "hgnn.data.formats.heco:read_heco_freebase",
+                     ("HeCo_Freebase",),
+                     "HeCo's movie-centred Freebase, 20-per-class split (40/60 as options)"),
+        DatasetEntry("synthetic", "hgnn.data.synthetic:read_synthetic", (),
+                     "seeded typed graph with a heterophily knob; needs no files", cached=False),
+        DatasetEntry("synthetic-mag", "hgnn.data.synthetic:read_synthetic", (),
+                     "synthetic graph of ogbn-mag's shape (1.9M nodes, 21M edges)",
+                     options={"preset": "mag"}, cached=False),
+    ]
+}
+
+
+def data_root(root: str | Path | None = None) -> Path:
+    """``root``, else ``$HGNN_DATA``, else ``../shared/data`` (beside the working directory or
+    beside the checkout) when it exists, else ``./data``."""
+    if root is not None:
+        return Path(root)
+    env = os.environ.get("HGNN_DATA")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[2]
+    for candidate in (Path.cwd().parent / "shared" / "data", repo.parent / "shared" / "data"):
+        if candidate.is_dir():
+            return candidate
+    return Path("data")
+
+
+def dataset_path(name: str, root: str | Path | None = None) -> Path:
+    """Where the files of a registered dataset are expected; the first candidate that exists."""
+    entry = get_entry(name)
+    base = data_root(root)
+    for rel in entry.paths:
+        if (base / rel).exists():
+            return base / rel
+    tried = ", ".join(str(base / rel) for rel in entry.paths)
+    raise DataFormatError(base / entry.paths[0],
+                          f"dataset '{name}' not found (looked for {tried}); set HGNN_DATA or --root")
+
+
+def get_entry(name: str) -> DatasetEntry:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        known = ", ".join(sorted(DATASETS))
+        raise UnknownNameError(f"unknown dataset '{name}' (known: {known}; or give a path to a "
+                               "folder or zip in HGB format)") from None
+
+
+def is_path_like(name: str) -> bool:
+    return name not in DATASETS and (os.sep in name or "/" in name or name.endswith(".zip")
+                                     or Path(name).exists())
+
+
+def load_dataset(
+    name: str,
+    root: str | Path | None = None,
+    *,
+    seed: int = 0,
+    use_cache: bool = True,
+    **options,
+) -> tuple[HeteroData, TaskSpec]:
+    """Load a dataset by registry name, or a folder / zip in HGB format by path.
+
+    Args:
+        name: a registry name (``hgnn datasets list``) or a path.
+        root: data root for registry names (default: see :func:`data_root`).
+        seed: seed of the train/validation holdout split where the protocol draws one (HGB), and
+            of generated data (``synthetic``).
+        use_cache: reuse / write the processed cache (``$HGNN_CACHE``).
+        **options: reader options (e.g. ``split=40`` for ``heco-freebase``).
+
+    Returns:
+        ``(data, task)``: a PyG ``HeteroData`` with ``x`` per featured node type, ``edge_index`` per
+        ``(src, rel, dst)``, and ``y`` / ``train_mask`` / ``val_mask`` / ``test_mask`` on the target
+        type; and the :class:`TaskSpec`.
+    """
+    if is_path_like(name):
+        entry = DatasetEntry(str(name), _HGB, (), "custom dataset in HGB format")
+        path: Path | None = Path(name)
+    else:
+        entry = get_entry(name)
+        path = dataset_path(name, root) if entry.paths else None
+    opts = {**entry.options, **options}
+    reader = entry.resolve_reader()
+    if path is None:
+        data, task = reader(None, seed=seed, **opts)
+        return data, task
+
+    key = None
+    if entry.cached and use_cache:
+        source = Source(path)
+        tag = "-".join(f"{k}={v}" for k, v in sorted(opts.items()))
+        digest = source.checksum()[:24]
+        safe = entry.name.replace("/", "_").replace(os.sep, "_")[-40:]
+        key = f"{Path(safe).name}-v{READER_VERSION}-{digest}" + (f"-{tag}" if tag else "")
+        hit = cache.load(key)
+        if hit is not None:
+            data, task = hit
+            return apply_split(data, task, seed)
+    data, task = reader(path, **opts)
+    if key is not None:
+        cache.save(key, data, task)
+    return apply_split(data, task, seed)
+
+
+def apply_split(data: HeteroData, task: TaskSpec, seed: int) -> tuple[HeteroData, TaskSpec]:
+    """Draw the validation holdout for ``"holdout"`` tasks; fixed splits pass through."""
+    if task.split != "holdout":
+        return data, task
+    from hgnn.data.splits import holdout_split
+
+    return holdout_split(data, task, seed)

@@ -1,0 +1,38 @@
+"""Shared fixtures: a private cache folder per test session, and the real-data root."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hgnn.data.registry import data_root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Tests never read or write the user's cache."""
+    old = os.environ.get("HGNN_CACHE")
+    os.environ["HGNN_CACHE"] = str(tmp_path_factory.mktemp("hgnn-cache"))
+    yield
+    if old is None:
+        os.environ.pop("HGNN_CACHE", None)
+    else:
+        os.environ["HGNN_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def real_root() -> Path:
+    """The real-data root ($HGNN_DATA or ../shared/data); tests using it skip when it is absent."""
+    root = data_root()
+    if not root.is_dir():
+        pytest.skip(f"real data root {root} not found (set HGNN_DATA)")
+    return root
+
+
+def require(root: Path, rel: str) -> Path:
+    """Path of a dataset below the root, skipping the test when it is absent."""
+    path = root / rel
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    return path
