@@ -14,7 +14,7 @@ from torch_geometric.data import HeteroData
 
 from hgnn.data.task import TaskSpec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -34,10 +34,11 @@ def hetero_to_plain(data: HeteroData, task: TaskSpec) -> dict:
         if x is not None and x.dtype == torch.float32 and x.dim() == 2 and x.numel() > 1 << 20:
             nnz = int(torch.count_nonzero(x))
             if nnz < 0.1 * x.numel():
-                # Bag-of-words features are mostly zeros: store them as CSR, densify on load.
-                sp = x.to_sparse_csr()
+                # Bag-of-words features are mostly zeros: store the nonzeros, densify on load.
+                flat = x.view(-1)
+                idx = flat.nonzero().view(-1)
                 entry.pop("x")
-                entry["x_csr"] = [sp.crow_indices(), sp.col_indices(), sp.values(), list(x.shape)]
+                entry["x_sparse"] = [idx, flat[idx], list(x.shape)]
         nodes[nt] = entry
     edges = {"__".join(et): {k: v for k, v in data[et].items() if isinstance(v, torch.Tensor)}
              for et in data.edge_types}
@@ -51,10 +52,12 @@ def plain_to_hetero(d: dict) -> tuple[HeteroData, TaskSpec]:
     data = HeteroData()
     for nt, entry in d["nodes"].items():
         entry = dict(entry)
-        csr = entry.pop("x_csr", None)
-        if csr is not None:
-            crow, col, val, shape = csr
-            entry["x"] = torch.sparse_csr_tensor(crow, col, val, size=tuple(shape)).to_dense()
+        sparse = entry.pop("x_sparse", None)
+        if sparse is not None:
+            idx, val, shape = sparse
+            x = torch.zeros(shape[0] * shape[1], dtype=val.dtype)
+            x[idx] = val
+            entry["x"] = x.view(shape[0], shape[1])
         for k, v in entry.items():
             data[nt][k] = v
     for key, entry in d["edges"].items():

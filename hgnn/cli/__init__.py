@@ -1,0 +1,1 @@
+"""Command-line interface: ``hgnn datasets ...`` (training and benchmarks follow)."""
