@@ -28,6 +28,10 @@ def _sort_by(major: torch.Tensor, minor: torch.Tensor, n_minor: int) -> torch.Te
     return torch.sort(major * max(n_minor, 1) + minor, stable=True).indices
 
 
+def _cat(xs: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(xs) if xs else torch.zeros(0, dtype=torch.long)
+
+
 def _same_edges(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether two edge lists hold the same (src, dst) pairs, ignoring order."""
     n = int(max(a.max(), b.max())) + 1 if a.numel() else 1
@@ -141,8 +145,7 @@ class RelationIndex:
             if has_weight:
                 w = edge_weight_dict.get(et)
                 weights.append(torch.ones(ei.size(1)) if w is None else w[order].float())
-        cat = (lambda xs: torch.cat(xs) if xs else torch.zeros(0, dtype=torch.long))
-        seg_ids, src_seg_ids = cat(segs), cat(src_segs)
+        seg_ids, src_seg_ids = _cat(segs), _cat(src_segs)
         rel_ptr = torch.zeros(len(edge_types) + 1, dtype=torch.long)
         rel_ptr[1:] = torch.tensor(sizes, dtype=torch.long).cumsum(0) if sizes else rel_ptr[1:]
         # CSR: sort CSC edge ids by (source segment, destination); stable keeps it deterministic.
@@ -168,7 +171,7 @@ class RelationIndex:
             node_types=node_types, edge_types=edge_types, num_nodes=num_nodes,
             src_type=src_type, dst_type=dst_type, reverse=reverse, rel_ptr=rel_ptr,
             seg_offset=seg_offset, col_ptr=_ptr(seg_ids, int(seg_offset[-1])),
-            src=cat(srcs), dst=cat(dsts), edge_id=cat(eids), src_seg_offset=src_seg_offset,
+            src=_cat(srcs), dst=_cat(dsts), edge_id=_cat(eids), src_seg_offset=src_seg_offset,
             row_ptr=_ptr(src_seg_ids, int(src_seg_offset[-1])), csr_perm=csr_perm,
             edge_weight=torch.cat(weights) if has_weight else None,
         )

@@ -82,11 +82,11 @@ def parse_float_rows(rows: list[bytes], line_numbers: list[int], where: str) -> 
         if (lengths[rest] == 0).any():
             tok = int(rest[lengths[rest] == 0][0])
             raise DataFormatError(where, "empty feature value", line_numbers[tok // width])
-        tokens = [buf[s:e] for s, e in zip(starts[rest].tolist(), ends[rest].tolist())]
+        tokens = [buf[s:e] for s, e in zip(starts[rest].tolist(), ends[rest].tolist(), strict=True)]
         try:
             values[rest] = np.array(tokens).astype(np.float64)
         except ValueError:
-            for pos, tok in zip(rest.tolist(), tokens):
+            for pos, tok in zip(rest.tolist(), tokens, strict=True):
                 try:
                     float(tok)
                 except ValueError:

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install hgnn for development: a CPU torch first (only when no torch is present), then the project.
+# Installing torch first keeps pip from resolving `torch>=2.3` to the newest CUDA build (several GB).
+set -euo pipefail
+PYTHON=${PYTHON:-python3}
+TORCH_VERSION=${HGNN_TORCH_VERSION:-2.13.0}
+if ! "$PYTHON" -c "import torch" 2>/dev/null; then
+  echo "[install] no torch found: installing torch==$TORCH_VERSION first"
+  "$PYTHON" -m pip install --quiet "torch==$TORCH_VERSION"
+fi
+cd "$(dirname "$0")/.."
+"$PYTHON" -m pip install --quiet -e ".[test]"
+"$PYTHON" -c "import torch, torch_geometric, hgnn; print(f'[install] hgnn {hgnn.__version__}, torch {torch.__version__}, torch_geometric {torch_geometric.__version__}')"
