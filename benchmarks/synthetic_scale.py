@@ -1,0 +1,73 @@
+"""Time the synthetic generator at ogbn-mag's shape and fractions of it.
+
+Each size runs in a fresh process, so its peak RSS is its own. Writes
+``benchmarks/results/synthetic_scale.json``::
+
+    python benchmarks/synthetic_scale.py                 # scales 0.05, 0.2, 1.0 of the mag preset
+    python benchmarks/synthetic_scale.py --scales 0.05   # just one
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "synthetic_scale.json"
+
+
+def measure(preset: str, scale: float, seed: int) -> dict:
+    """Generate once in this process; wall seconds and peak RSS (MiB) of the whole process."""
+    from hgnn.data.synthetic import read_synthetic
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    data, _ = read_synthetic(seed=seed, preset=preset, scale=scale)
+    wall = time.perf_counter() - start
+    return {
+        "preset": preset,
+        "scale": scale,
+        "seed": seed,
+        "wall_s": round(wall, 2),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_after_imports_mib": round(rss_before, 1),
+        "nodes": sum(int(data[t].num_nodes) for t in data.node_types),
+        "edges": sum(int(data[et].edge_index.size(1)) for et in data.edge_types),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="mag")
+    parser.add_argument("--scales", type=float, nargs="+", default=[0.05, 0.2, 1.0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--one", type=float, help=argparse.SUPPRESS)  # child-process mode
+    args = parser.parse_args()
+    if args.one is not None:
+        print(json.dumps(measure(args.preset, args.one, args.seed)))
+        return
+    runs = []
+    for scale in args.scales:
+        out = subprocess.run([sys.executable, __file__, "--preset", args.preset, "--seed",
+                              str(args.seed), "--one", str(scale)],
+                             check=True, capture_output=True, text=True).stdout
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+        print(json.dumps(runs[-1]), flush=True)
+    report = {
+        "benchmark": "synthetic generator (hgnn.data.synthetic.read_synthetic)",
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "processor": platform.processor()},
+        "runs": runs,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
