@@ -111,3 +111,13 @@ def test_transforms():
     random_features(data, 16, seed=1)
     assert torch.equal(x1, data["c"].x)
     assert abs(float(data["a"].x.pow(2).sum(1).mean()) - 1.0) < 0.6  # N(0, 1/d): unit norm
+
+
+def test_add_reverse_only_missing():
+    data = random_graph()
+    ei = data["a", "x", "b"].edge_index
+    data["b", "back", "a"].edge_index = ei.flip(0)
+    add_reverse(data, symmetrise_same_type=False, only_missing=True)
+    assert ("b", "rev_x", "a") not in data.edge_types  # "back" already reverses it
+    assert ("a", "rev_back", "b") not in data.edge_types
+    assert ("a", "rev_y", "b") in data.edge_types and ("a", "rev_z", "c") in data.edge_types

@@ -42,7 +42,7 @@ def hetero_to_plain(data: HeteroData, task: TaskSpec) -> dict:
         nodes[nt] = entry
     edges = {"__".join(et): {k: v for k, v in data[et].items() if isinstance(v, torch.Tensor)}
              for et in data.edge_types}
-    meta = {k: v for k, v in data._global_store.items() if isinstance(v, (str, int, float, list))}
+    meta = {k: v for k, v in data._global_store.items() if isinstance(v, (str, int, float, list, dict))}
     return {"version": FORMAT_VERSION, "nodes": nodes, "edges": edges, "meta": meta,
             "task": task.to_dict()}
 

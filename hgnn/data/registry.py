@@ -19,7 +19,7 @@ from hgnn.data.task import TaskSpec
 from hgnn.errors import DataFormatError, UnknownNameError
 
 # Bump when a reader's output changes, so stale cache entries are not reused.
-READER_VERSION = 1
+READER_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ DATASETS: dict[str, DatasetEntry] = {
                      ("HGB_Freebase/Freebase.zip", "HGB_Freebase", "Freebase.zip", "Freebase"),
                      "HGB Freebase: books into 7 classes (files not on this machine)"),
         DatasetEntry("ogbn-mag", "hgnn.data.formats.ogb_mag:read_ogbn_mag",
-                     ("ogbn_mag", "ogbn-mag", "mag"),
+                     ("ogbn_mag", "ogbn-mag", "mag", "mag.zip"),
                      "OGB ogbn-mag, official time split (Hu et al., NeurIPS'20)"),
         DatasetEntry("gtn-acm", "hgnn.data.formats.gtn:read_gtn", ("GTN_ACM/gtn-acm.zip", "GTN_ACM"),
                      "GTN ACM, GTN's fixed split (Yun et al., NeurIPS'19)"),

@@ -56,16 +56,36 @@ def drop_duplicate_reverses(data: HeteroData) -> HeteroData:
     return data
 
 
-def add_reverse(data: HeteroData, symmetrise_same_type: bool = True) -> HeteroData:
-    """Add ``(dst, rev_rel, src)`` for every relation that lacks one (in place; returns ``data``).
+def has_reverse(data: HeteroData, edge_type: EdgeType) -> bool:
+    """Whether a relation's reverse is already present, by PyG naming or by content."""
+    if reverse_edge_type(edge_type) in data.edge_types:
+        return True
+    src, _, dst = edge_type
+    ei = data[edge_type].edge_index
+    n_dst = data[dst].num_nodes
+    for other in data.edge_types:
+        if other != edge_type and (other[0], other[2]) == (dst, src) and \
+                data[other].num_edges == ei.size(1) and torch.equal(
+                    _edge_keys(ei, n_dst), _edge_keys(data[other].edge_index.flip(0), n_dst)):
+            return True
+    return False
+
+
+def add_reverse(data: HeteroData, symmetrise_same_type: bool = True,
+                only_missing: bool = False) -> HeteroData:
+    """Add ``(dst, rev_rel, src)`` for every relation (in place; returns ``data``).
 
     Same-type relations (``paper-cites-paper``) are made symmetric instead when
     ``symmetrise_same_type`` is set, as PyG's ``ToUndirected`` and RpHGNN's preprocessing do.
-    Edge weights travel with their edges.
+    With ``only_missing``, relations whose reverse is already stored (HGB keeps both directions as
+    separate link types) are left alone, so no relation is counted twice. Edge weights travel with
+    their edges.
     """
     for et in list(data.edge_types):
         store = data[et]
         src, _, dst = et
+        if only_missing and has_reverse(data, et):
+            continue
         if src == dst and symmetrise_same_type:
             symmetrise(data, et)
             continue

@@ -52,6 +52,8 @@ def read_hgb(path: str | Path) -> tuple[HeteroData, TaskSpec]:
         if node_type["x"] is not None:
             data[name].x = torch.from_numpy(node_type["x"])
         data[name].num_nodes = node_type["count"]
+        data[name].hgb_id = torch.from_numpy(node_type["gids"])  # for HGB submission files
+    data["hgb_node_types"] = {type_names.get(t, f"type{t}"): t for t in nodes}
     _read_links(source, info, nodes, type_names, data)
     task = _read_labels(source, info, nodes, type_names, data)
     return data, task
@@ -191,7 +193,7 @@ def _read_links(source: Source, info: dict, nodes: dict[int, dict], type_names: 
         data[et].edge_index = torch.from_numpy(np.ascontiguousarray(edge_index))
         if weight is not None and not np.all(weight[sel] == 1.0):
             data[et].edge_weight = torch.from_numpy(weight[sel].astype(np.float32))
-    data["hgb_link_types"] = ["__".join(et) + f"={lt}" for et, lt in used.items()]
+    data["hgb_link_types"] = {"__".join(et): lt for et, lt in used.items()}
 
 
 def _parse_label_file(source: Source, member: str, nodes: dict[int, dict]):

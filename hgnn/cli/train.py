@@ -1,0 +1,78 @@
+"""``hgnn train``, ``hgnn evaluate`` and ``hgnn predict``."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from hgnn.models import DEFAULT_MODEL, MODELS
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model (default: the default model on 'synthetic')")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(sorted(MODELS))}")
+    p.add_argument("--dataset", default="synthetic", help="registered name or HGB-format path")
+    p.add_argument("--root", help="data root (default: $HGNN_DATA or ../shared/data)")
+    p.add_argument("--config", help="YAML file overriding the model's config for this dataset")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
+    p.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--out", help="run folder (default: runs/<model>-<dataset>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=0.005 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a checkpoint on validation and test")
+    e.add_argument("--checkpoint", required=True, help="a best.pt or last.pt written by train")
+    e.add_argument("--dataset", help="evaluate on this dataset instead of the training one")
+    e.add_argument("--root", help="data root")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("predict", help="write test predictions (HGB submission format for HGB)")
+    r.add_argument("--checkpoint", required=True)
+    r.add_argument("--out", required=True, help="output file")
+    r.add_argument("--dataset", help="predict on this dataset instead of the training one")
+    r.add_argument("--root", help="data root")
+    r.add_argument("--device", default="cpu")
+    r.set_defaults(func=cmd_predict)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from hgnn.train.experiment import format_table, run_experiment
+
+    overrides = list(args.overrides)
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    summary = run_experiment(args.model, args.dataset, args.seeds, root=args.root,
+                             config_file=args.config, overrides=overrides, out_dir=args.out,
+                             resume=args.resume, device=args.device, quiet=args.quiet)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_table(summary))
+        print(f"run record: {summary['out_dir']}/summary.json")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from hgnn.train.inference import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.checkpoint, args.dataset, args.root, args.device)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for split in ("val", "test"):
+            m = result[split]
+            print(f"{split:<5} " + "  ".join(f"{k} {100 * v:.2f}" for k, v in m.items()))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from hgnn.train.inference import predict_checkpoint
+
+    print(predict_checkpoint(args.checkpoint, args.out, args.dataset, args.root, args.device))
+    return 0

@@ -1,0 +1,182 @@
+"""Heterogeneous neighbour sampling over the RelationIndex, in plain torch.
+
+PyG's ``NeighborLoader`` needs the compiled ``pyg-lib`` or ``torch-sparse`` packages, which have no
+wheels for current torch releases; this loader produces the same kind of batch without them: a
+``HeteroData`` subgraph whose target type lists the seed nodes first (``batch_size`` of them), with
+``n_id`` (original ids) per type, and messages flowing src -> dst as in the full graph.
+
+Per hop and relation, each frontier node of the relation's destination type keeps ``k`` of its
+in-neighbours, drawn uniformly without replacement (all of them when it has ``k`` or fewer;
+``k = -1`` keeps all). Sampling is seeded by a ``torch.Generator``: the same seed gives the same
+batches.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch_geometric.data import HeteroData
+
+from hgnn.data.relation_index import EdgeType, RelationIndex, relation_index
+
+
+def _sample_segments(ptr_lo: torch.Tensor, deg: torch.Tensor, k: int,
+                     gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick up to ``k`` positions from each segment ``[lo, lo + deg)`` without replacement.
+
+    Returns (edge positions, owning segment index). Segments with ``deg <= k`` keep every edge;
+    larger ones draw a uniform ``k``-subset with Floyd's algorithm, vectorised across segments, so
+    the cost is ``O(k^2)`` per segment whatever its degree (hubs do not blow up the batch cost).
+    """
+    if k < 0:
+        k = int(deg.max()) if deg.numel() else 0
+    small = deg <= k
+    idx_small = small.nonzero().view(-1)
+    d_small = deg[idx_small]
+    total = int(d_small.sum())
+    owner_small = torch.repeat_interleave(idx_small, d_small, output_size=total)
+    first = torch.repeat_interleave(torch.cumsum(d_small, 0) - d_small, d_small, output_size=total)
+    pos_small = ptr_lo[owner_small] + torch.arange(total) - first
+
+    idx_big = (~small).nonzero().view(-1)
+    if idx_big.numel() == 0:
+        return pos_small, owner_small
+    d_big = deg[idx_big]
+    chosen = torch.empty(idx_big.numel(), k, dtype=torch.long)
+    for i in range(k):
+        j = d_big - k + i
+        t = (torch.rand(idx_big.numel(), generator=gen, dtype=torch.float64) * (j + 1)).long()
+        t = torch.minimum(t, j)  # guards the (measure-zero) rand() == 1 - eps rounding case
+        dup = (chosen[:, :i] == t.unsqueeze(1)).any(1)
+        chosen[:, i] = torch.where(dup, j, t)
+    pos_big = (ptr_lo[idx_big].unsqueeze(1) + chosen).view(-1)
+    owner_big = idx_big.repeat_interleave(k)
+    return torch.cat([pos_small, pos_big]), torch.cat([owner_small, owner_big])
+
+
+class NeighborSampler:
+    """Samples the multi-hop typed neighbourhood of seed nodes (see the module docstring).
+
+    Args:
+        data: the full graph.
+        num_neighbors: fan-out per hop, the same for every relation (``[10, 10]``), or a dict
+            ``{edge_type: [k_hop1, k_hop2, ...]}``.
+    """
+
+    def __init__(self, data: HeteroData, num_neighbors: list[int] | dict[EdgeType, list[int]]):
+        self.data = data
+        self.index: RelationIndex = relation_index(data)
+        if isinstance(num_neighbors, dict):
+            hops = {len(v) for v in num_neighbors.values()}
+            if len(hops) != 1:
+                raise ValueError("every relation needs the same number of hops in num_neighbors")
+            self.fanout = {tuple(k): list(v) for k, v in num_neighbors.items()}
+            self.num_hops = hops.pop()
+        else:
+            self.fanout = {et: list(num_neighbors) for et in self.index.edge_types}
+            self.num_hops = len(num_neighbors)
+
+    def sample(self, input_type: str, seeds: torch.Tensor,
+               generator: torch.Generator | None = None) -> HeteroData:
+        """The sampled subgraph around ``seeds`` (ids of ``input_type``) as a ``HeteroData``."""
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        ri = self.index
+        empty = torch.zeros(0, dtype=torch.long)
+        seeds = seeds.long().view(-1)
+        # Per type: the batch's nodes in order of arrival (seeds first); the last hop's arrivals
+        # form the frontier whose in-neighbours the next hop samples.
+        known = {t: empty for t in ri.node_types}
+        known[input_type] = seeds
+        frontier = dict(known)
+        edges: dict[EdgeType, list[tuple[torch.Tensor, torch.Tensor]]] = {
+            et: [] for et in ri.edge_types}
+        for hop in range(self.num_hops):
+            arrivals: dict[str, list[torch.Tensor]] = {t: [] for t in ri.node_types}
+            for r, et in enumerate(ri.edge_types):
+                k = self.fanout.get(et, [0] * self.num_hops)[hop]
+                dst_nodes = frontier[et[2]]
+                if k == 0 or dst_nodes.numel() == 0:
+                    continue
+                seg = ri.seg_offset[r] + dst_nodes
+                lo = ri.col_ptr[seg]
+                pos, owner = _sample_segments(lo, ri.col_ptr[seg + 1] - lo, k, gen)
+                src = ri.src[pos]
+                edges[et].append((src, dst_nodes[owner]))
+                arrivals[et[0]].append(src)
+            for t in ri.node_types:
+                cand = _unique_in_order(torch.cat(arrivals[t])) if arrivals[t] else empty
+                fresh = cand[~torch.isin(cand, known[t])]
+                known[t] = torch.cat([known[t], fresh])
+                frontier[t] = fresh
+        return self._build(input_type, seeds.numel(), known, edges)
+
+    def _build(self, input_type: str, batch_size: int, known: dict[str, torch.Tensor],
+               edges: dict[EdgeType, list]) -> HeteroData:
+        out = HeteroData()
+        for t, ids in known.items():
+            store = self.data[t]
+            out[t].n_id = ids
+            out[t].num_nodes = ids.numel()
+            for key, value in store.items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and \
+                        value.size(0) == store.num_nodes and key != "n_id":
+                    out[t][key] = value[ids]
+        out[input_type].batch_size = batch_size
+        for et, parts in edges.items():
+            if parts:
+                src = torch.cat([p[0] for p in parts])
+                dst = torch.cat([p[1] for p in parts])
+            else:
+                src = dst = torch.zeros(0, dtype=torch.long)
+            out[et].edge_index = torch.stack([_positions(known[et[0]], src),
+                                              _positions(known[et[2]], dst)])
+        return out
+
+
+def _unique_in_order(x: torch.Tensor) -> torch.Tensor:
+    """Unique values in order of first appearance (deterministic batch layouts)."""
+    if x.numel() == 0:
+        return x
+    uniq, inverse = torch.unique(x, return_inverse=True)
+    first = torch.full((uniq.numel(),), x.numel(), dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(x.numel()), reduce="amin")
+    return x[torch.sort(first).values]
+
+
+def _positions(ids: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """Index of each ``query`` value within ``ids`` (all present)."""
+    order = torch.argsort(ids)
+    return order[torch.searchsorted(ids[order], query)]
+
+
+class NeighborLoader:
+    """Mini-batches of seed nodes with their sampled neighbourhoods.
+
+    Iterating yields ``HeteroData`` batches (see :class:`NeighborSampler`). With ``shuffle`` the
+    seed order is drawn from ``generator`` (the global torch RNG when none is given), so restoring
+    the RNG state reproduces an epoch exactly.
+    """
+
+    def __init__(self, data: HeteroData, num_neighbors, input_nodes: tuple[str, torch.Tensor],
+                 batch_size: int = 1024, shuffle: bool = False,
+                 generator: torch.Generator | None = None) -> None:
+        self.sampler = NeighborSampler(data, num_neighbors)
+        self.input_type, nodes = input_nodes
+        nodes = torch.as_tensor(nodes)
+        self.input_ids = nodes.nonzero().view(-1) if nodes.dtype == torch.bool else nodes.long()
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return (self.input_ids.numel() + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[HeteroData]:
+        ids = self.input_ids
+        if self.shuffle:
+            ids = ids[torch.randperm(ids.numel(), generator=self.generator)]
+        # One sampling generator per epoch, seeded from the (restorable) loader RNG.
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        gen = torch.Generator().manual_seed(seed)
+        for start in range(0, ids.numel(), self.batch_size):
+            yield self.sampler.sample(self.input_type, ids[start:start + self.batch_size], gen)

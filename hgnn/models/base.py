@@ -1,0 +1,39 @@
+"""What every model in the zoo declares so one trainer can run it."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+from torch_geometric.data import HeteroData
+
+from hgnn.data.task import TaskSpec
+
+
+class HeteroModel(nn.Module):
+    """Base class of the zoo's node-classification models.
+
+    A model declares the regimes it supports (``"full"``, ``"sampled"``, ``"precomputed"``); the
+    trainer picks one from the config and never looks at the model's name.
+
+    * full / sampled: ``forward(x_dict, edge_index_dict)`` returns logits ``[N_target, C]`` for every
+      node of the target type in the (sub)graph it was given;
+    * precomputed: ``precompute(data)`` turns the whole graph into per-target-node tensors once
+      (a tensor ``[N_target, ...]`` or a dict of them); ``forward(batch)`` maps rows of it to logits.
+    """
+
+    name: ClassVar[str] = ""
+    regimes: ClassVar[tuple[str, ...]] = ("full", "sampled")
+
+    @classmethod
+    def default_config(cls) -> dict:
+        """The model section of the config: every key the model accepts, with its default."""
+        return {}
+
+    @classmethod
+    def build(cls, data: HeteroData, task: TaskSpec, config: dict) -> HeteroModel:
+        """Instantiate for a (prepared) graph and task from the resolved ``config["model"]``."""
+        raise NotImplementedError
+
+    def precompute(self, data: HeteroData) -> torch.Tensor | dict[str, torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} has no precomputed regime")

@@ -1,0 +1,132 @@
+"""Resolved run configuration: trainer defaults < model defaults < (model, dataset) YAML <
+``--config FILE`` < ``--set key=value``. Every key must exist in the defaults and keep its type."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+from hgnn.errors import HgnnError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+TRAIN_DEFAULTS: dict = {
+    "train": {
+        "regime": "",            # "" = the model's first regime; else full | sampled | precomputed
+        "epochs": 200,
+        "lr": 0.01,
+        "weight_decay": 0.0,
+        "optimizer": "adam",     # adam | adamw
+        "scheduler": "none",     # none | onecycle (max_lr = lr, total_steps = epochs)
+        "pct_start": 0.05,
+        "patience": 50,          # epochs without improvement before stopping; 0 = never stop
+        "monitor": "micro_f1",   # accuracy | micro_f1 | macro_f1 | mean_f1 | loss
+        "batch_size": 1024,      # sampled / precomputed regimes
+        "eval_batch_size": 4096,
+        "num_neighbors": [10, 10],
+        "grad_clip": 0.0,
+    },
+    "graph": {
+        "drop_duplicate_reverses": False,
+        "add_reverse": "missing",  # missing (only where no reverse is stored) | all | none
+        "features": "all",       # all | target | none: which node types keep their given features
+        "featureless": "embedding",  # embedding (learned per node) | random (seeded N(0, 1/d))
+        "random_dim": 64,
+    },
+    "model": {},
+}
+CHOICES = {
+    ("train", "regime"): ("", "full", "sampled", "precomputed"),
+    ("train", "optimizer"): ("adam", "adamw"),
+    ("train", "scheduler"): ("none", "onecycle"),
+    ("train", "monitor"): ("accuracy", "micro_f1", "macro_f1", "mean_f1", "loss"),
+    ("graph", "features"): ("all", "target", "none"),
+    ("graph", "add_reverse"): ("missing", "all", "none"),
+    ("graph", "featureless"): ("embedding", "random"),
+}
+
+
+def _merge(base: dict, override: dict, where: str, path: str = "") -> None:
+    for key, value in override.items():
+        full = f"{path}{key}"
+        if key not in base:
+            known = ", ".join(f"{path}{k}" for k in base)
+            raise HgnnError(f"{where}: unknown config key '{full}' (known: {known})")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise HgnnError(f"{where}: '{full}' must be a mapping, got {value!r}")
+            _merge(base[key], value, where, f"{full}.")
+        else:
+            base[key] = _coerce(base[key], value, full, where)
+
+
+def _coerce(default, value, key: str, where: str):
+    ok = (type(value) is type(default)
+          or (isinstance(default, float) and type(value) is int)
+          or (isinstance(default, list) and isinstance(value, list)))
+    if not ok:
+        raise HgnnError(f"{where}: '{key}' must be {type(default).__name__}, got {value!r}")
+    if isinstance(default, float):
+        value = float(value)
+    section, _, name = key.partition(".")
+    choices = CHOICES.get((section, name))
+    if choices and value not in choices:
+        raise HgnnError(f"{where}: '{key}' must be one of {', '.join(map(repr, choices))}, "
+                        f"got {value!r}")
+    return value
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise HgnnError(f"{path}: cannot read config ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise HgnnError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(loaded, dict):
+        raise HgnnError(f"{path}: a config must be a mapping")
+    loaded.pop("source", None)  # citation of where the values come from; informational
+    return loaded
+
+
+def dataset_config_path(model: str, dataset: str) -> Path | None:
+    """``hgnn/configs/<model>/<dataset>.yaml`` when it exists (registered datasets only)."""
+    path = CONFIG_DIR / model / f"{dataset}.yaml"
+    return path if path.is_file() else None
+
+
+def resolve_config(model_defaults: dict, model: str, dataset: str,
+                   config_file: str | Path | None = None, overrides: list[str] = ()) -> dict:
+    """The run's config (see the module docstring)."""
+    config = copy.deepcopy(TRAIN_DEFAULTS)
+    config["model"] = copy.deepcopy(model_defaults)
+    for path in filter(None, [CONFIG_DIR / model / "default.yaml",
+                              dataset_config_path(model, dataset)]):
+        if path.is_file():
+            _merge(config, _read_yaml(path), str(path))
+    if config_file:
+        _merge(config, _read_yaml(Path(config_file)), str(config_file))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise HgnnError(f"--set {item!r}: expected key=value, e.g. train.lr=0.005")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        nested: dict = {}
+        cursor = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            cursor = cursor.setdefault(part, {})
+        cursor[parts[-1]] = value
+        _merge(config, nested, f"--set {key}")
+    return config
+
+
+def config_sources(model: str, dataset: str, config_file: str | Path | None) -> list[str]:
+    """The files that contributed to a resolved config, for the run record."""
+    files = [CONFIG_DIR / model / "default.yaml", dataset_config_path(model, dataset)]
+    out = [str(p) for p in files if p is not None and p.is_file()]
+    return out + ([str(config_file)] if config_file else [])

@@ -1,0 +1,87 @@
+"""A run over several seeds: load, prepare, train each seed, aggregate into ``summary.json``."""
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import torch
+
+from hgnn.data import load_dataset
+from hgnn.errors import HgnnError
+from hgnn.models import get_model_class
+from hgnn.train.config import config_sources, resolve_config
+from hgnn.train.graph import prepare_graph
+from hgnn.train.metrics import METRICS
+from hgnn.train.record import hardware, peak_gpu_memory_mb, peak_memory_mb, versions
+from hgnn.train.trainer import SeedRun, train_seed
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def load_prepared(dataset: str, root: str | None, seed: int, config: dict):
+    """The dataset with its seed's holdout split, prepared as the config's ``graph`` section asks."""
+    data, task = load_dataset(dataset, root, seed=seed)
+    return prepare_graph(data, task, config["graph"], seed), task
+
+
+def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | None = None,
+                   config_file: str | None = None, overrides: list[str] = (),
+                   out_dir: str | Path | None = None, resume: bool = False,
+                   device: str = "cpu", quiet: bool = False) -> dict:
+    """Train ``model`` on ``dataset`` once per seed and write ``out_dir/summary.json``."""
+    model_cls = get_model_class(model)
+    config = resolve_config(model_cls.default_config(), model, dataset, config_file, overrides)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise HgnnError("--device cuda: no CUDA device is available")
+    dev = torch.device(device)
+    dataset_label = Path(dataset).name if Path(dataset).exists() else dataset
+    out = Path(out_dir) if out_dir else Path("runs") / f"{model}-{dataset_label}"
+    if out.exists() and not resume:
+        for child in out.glob("seed_*"):
+            shutil.rmtree(child)
+    per_seed = []
+    for seed in seeds:
+        seed_dir = out / f"seed_{seed}"
+        done = seed_dir / "result.json"
+        if resume and done.is_file():
+            per_seed.append(json.loads(done.read_text()))
+            continue
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        data, task = load_prepared(dataset, root, seed, config)
+        run = SeedRun(model, dataset, seed, config, task, seed_dir, dev, quiet)
+        per_seed.append(train_seed(run, model_cls, data, resume=resume))
+    summary = {
+        "model": model, "dataset": dataset, "seeds": list(seeds), "config": config,
+        "config_files": config_sources(model, dataset, config_file),
+        "task": per_seed[0]["task"],
+        "metrics": {split: {m: mean_std([r[split][m] for r in per_seed]) for m in METRICS}
+                    for split in ("val", "test")},
+        "per_seed": [{k: v for k, v in r.items() if k not in ("history", "task")} for r in per_seed],
+        "timings": {k: statistics.fmean(r["timings"][k] for r in per_seed)
+                    for k in ("precompute_s", "train_s", "eval_s")},
+        "peak_memory_mb": peak_memory_mb(), "peak_gpu_memory_mb": peak_gpu_memory_mb(),
+        "device": str(dev), "versions": versions(), "hardware": hardware(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary["out_dir"] = str(out)
+    return summary
+
+
+def format_table(summary: dict) -> str:
+    """The final table: mean +- std of each metric on validation and test, in percent."""
+    lines = [f"{summary['model']} on {summary['dataset']}, seeds {summary['seeds']}",
+             f"{'split':<6}" + "".join(f"{m:>20}" for m in METRICS)]
+    for split in ("val", "test"):
+        row = summary["metrics"][split]
+        lines.append(f"{split:<6}" + "".join(
+            f"{100 * row[m]['mean']:>13.2f} ± {100 * row[m]['std']:<4.2f}" for m in METRICS))
+    t = summary["timings"]
+    lines.append(f"time per seed: precompute {t['precompute_s']:.1f} s, train {t['train_s']:.1f} s, "
+                 f"eval {t['eval_s']:.1f} s; peak memory {summary['peak_memory_mb']:.0f} MiB")
+    return "\n".join(lines)

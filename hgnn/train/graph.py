@@ -1,0 +1,36 @@
+"""Turn a loaded graph into model input as a config's ``graph`` section asks."""
+from __future__ import annotations
+
+import torch
+from torch_geometric.data import HeteroData
+
+from hgnn.data.task import TaskSpec
+from hgnn.data.transforms import add_reverse, drop_duplicate_reverses, random_features
+
+
+def prepare_graph(data: HeteroData, task: TaskSpec, graph_config: dict, seed: int) -> HeteroData:
+    """Apply reverse-relation handling and input-feature choices (in place; returns ``data``).
+
+    ``features`` decides which types keep their shipped features (``all``, ``target`` only, or
+    ``none``, HGB's one-hot ``feats_type=3``); every type then without features gets either node-id
+    inputs (``x`` = ``arange(N)`` as long, embedded by the model: a learned row per node) or seeded
+    random Gaussian features of width ``random_dim``.
+    """
+    if graph_config["drop_duplicate_reverses"]:
+        drop_duplicate_reverses(data)
+    if graph_config["add_reverse"] != "none":
+        add_reverse(data, only_missing=graph_config["add_reverse"] == "missing")
+    keep = graph_config["features"]
+    for t in data.node_types:
+        if keep == "none" or (keep == "target" and t != task.target):
+            if "x" in data[t]:
+                n = data[t].num_nodes
+                del data[t].x
+                data[t].num_nodes = n
+    featureless = [t for t in data.node_types if "x" not in data[t]]
+    if graph_config["featureless"] == "random":
+        random_features(data, graph_config["random_dim"], seed=seed, node_types=featureless)
+    else:
+        for t in featureless:
+            data[t].x = torch.arange(data[t].num_nodes)
+    return data

@@ -1,0 +1,81 @@
+"""Re-open a trained checkpoint: score it (``hgnn evaluate``) or write predictions (``hgnn predict``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from hgnn.errors import HgnnError
+from hgnn.models import get_model_class
+from hgnn.train.checkpoint import load_checkpoint
+from hgnn.train.experiment import load_prepared
+from hgnn.train.metrics import compute_metrics, predict
+from hgnn.train.regimes import make_regime
+from hgnn.train.trainer import graph_schema
+
+
+def restore(checkpoint: str | Path, dataset: str | None = None, root: str | None = None,
+            device: str = "cpu"):
+    """(model, regime, data, task, meta) rebuilt from a checkpoint, on its dataset or another."""
+    ckpt = load_checkpoint(checkpoint)
+    for key in ("model_name", "dataset", "seed", "config", "task", "schema", "model_state"):
+        if key not in ckpt:
+            raise HgnnError(f"{checkpoint}: checkpoint lacks '{key}'")
+    model_cls = get_model_class(ckpt["model_name"])
+    config = ckpt["config"]
+    data, task = load_prepared(dataset or ckpt["dataset"], root, ckpt["seed"], config)
+    schema = graph_schema(data)
+    if schema != ckpt["schema"] or task.num_classes != ckpt["task"]["num_classes"] or \
+            task.target != ckpt["task"]["target"]:
+        raise HgnnError(f"{checkpoint}: the checkpoint was trained on '{ckpt['dataset']}' and does "
+                        f"not match '{dataset or ckpt['dataset']}' (node types, relations, input "
+                        "widths or classes differ)")
+    dev = torch.device(device)
+    model = model_cls.build(data, task, config["model"]).to(dev)
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except RuntimeError as exc:
+        raise HgnnError(f"{checkpoint}: weights do not fit the model "
+                        f"({str(exc).splitlines()[0][:160]})") from None
+    regime_name = config["train"]["regime"] or model_cls.regimes[0]
+    regime = make_regime(regime_name, data, task, config["train"], dev, model)
+    return model, regime, data, task, ckpt
+
+
+def evaluate_checkpoint(checkpoint: str | Path, dataset: str | None = None,
+                        root: str | None = None, device: str = "cpu") -> dict:
+    """Validation and test metrics of a checkpoint (the full test set)."""
+    model, regime, _, task, ckpt = restore(checkpoint, dataset, root, device)
+    logits = regime.logits(model, ("val", "test"))
+    return {"checkpoint": str(checkpoint), "model": ckpt["model_name"],
+            "dataset": dataset or ckpt["dataset"], "seed": ckpt["seed"], "epoch": ckpt.get("epoch"),
+            **{s: compute_metrics(logits[s], regime.labels[regime.split_ids[s]], task)
+               for s in ("val", "test")}}
+
+
+def predict_checkpoint(checkpoint: str | Path, out: str | Path, dataset: str | None = None,
+                       root: str | None = None, device: str = "cpu") -> Path:
+    """Write test-node predictions.
+
+    HGB datasets get HGB's submission format, one line per test node:
+    ``node_id<TAB><TAB>node_type<TAB>label[,label...]`` with the file's global ids. Other datasets
+    get ``node,label[,label...]`` with the target type's local ids.
+    """
+    model, regime, data, task, _ = restore(checkpoint, dataset, root, device)
+    ids = regime.split_ids["test"]
+    pred = predict(regime.logits(model, ("test",))["test"], task.multilabel)
+    store = data[task.target]
+    hgb = "hgb_id" in store and "hgb_node_types" in data
+    lines = []
+    for i, p in zip(ids.tolist(), pred.tolist(), strict=True):
+        labels = ",".join(str(c) for c, on in enumerate(p) if on) if task.multilabel else str(p)
+        if hgb:
+            lines.append(f"{int(store.hgb_id[i])}\t\t{data.hgb_node_types[task.target]}\t{labels}")
+        else:
+            lines.append(f"{i},{labels}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(("" if hgb else "node,label\n") + "\n".join(lines) + "\n")
+    tmp.replace(out)
+    return out

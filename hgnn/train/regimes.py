@@ -1,0 +1,153 @@
+"""The three training regimes behind one interface.
+
+Each regime owns how data reaches the model: the whole graph at once (``full``), sampled
+neighbourhoods of seed batches (``sampled``), or per-target-node tensors computed once by the model
+(``precomputed``). The trainer calls ``train_epoch`` and ``logits`` and never asks which it has.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from hgnn.data.sampler import NeighborLoader
+from hgnn.data.task import TaskSpec
+from hgnn.models.base import HeteroModel
+
+
+def loss_fn(logits: Tensor, y: Tensor, task: TaskSpec) -> Tensor:
+    """Cross-entropy, or binary cross-entropy on logits for multi-label tasks."""
+    if task.multilabel:
+        return F.binary_cross_entropy_with_logits(logits, y.float())
+    return F.cross_entropy(logits, y)
+
+
+def _split_ids(data: HeteroData, task: TaskSpec, split: str) -> Tensor:
+    return data[task.target][f"{split}_mask"].nonzero().view(-1)
+
+
+class Regime:
+    """Shared state: the graph, task, train config and device."""
+
+    def __init__(self, data: HeteroData, task: TaskSpec, train_config: dict,
+                 device: torch.device) -> None:
+        self.data, self.task, self.cfg, self.device = data, task, train_config, device
+        self.precompute_s = 0.0
+        self.labels = data[task.target].y
+        self.split_ids = {s: _split_ids(data, task, s) for s in ("train", "val", "test")}
+
+    def _step(self, model: HeteroModel, optimizer, logits: Tensor, y: Tensor) -> float:
+        loss = loss_fn(logits, y.to(logits.device), self.task)
+        optimizer.zero_grad()
+        loss.backward()
+        if self.cfg["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg["grad_clip"])
+        optimizer.step()
+        return loss.item()
+
+
+class FullBatch(Regime):
+    """Every epoch runs the model on the whole graph; the loss uses the training nodes."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.x_dict = {t: x.to(self.device) for t, x in self.data.x_dict.items()}
+        self.edge_index_dict = {et: ei.to(self.device)
+                                for et, ei in self.data.edge_index_dict.items()}
+
+    def train_epoch(self, model: HeteroModel, optimizer) -> float:
+        model.train()
+        ids = self.split_ids["train"]
+        logits = model(self.x_dict, self.edge_index_dict)
+        return self._step(model, optimizer, logits[ids.to(self.device)], self.labels[ids])
+
+    @torch.no_grad()
+    def logits(self, model: HeteroModel, splits: tuple[str, ...]) -> dict[str, Tensor]:
+        model.eval()
+        out = model(self.x_dict, self.edge_index_dict).cpu()
+        return {s: out[self.split_ids[s]] for s in splits}
+
+
+class Sampled(Regime):
+    """Mini-batches of training nodes with sampled neighbourhoods (``num_neighbors`` per hop)."""
+
+    def _loader(self, ids: Tensor, shuffle: bool, batch_size: int,
+                generator: torch.Generator | None) -> NeighborLoader:
+        return NeighborLoader(self.data, self.cfg["num_neighbors"], (self.task.target, ids),
+                              batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+    def _forward(self, model: HeteroModel, batch: HeteroData) -> Tensor:
+        x_dict = {t: x.to(self.device) for t, x in batch.x_dict.items()}
+        ei = {et: e.to(self.device) for et, e in batch.edge_index_dict.items()}
+        return model(x_dict, ei)[: batch[self.task.target].batch_size]
+
+    def train_epoch(self, model: HeteroModel, optimizer) -> float:
+        model.train()
+        losses = []
+        # The global RNG drives shuffling and sampling, so a restored RNG state replays the epoch.
+        for batch in self._loader(self.split_ids["train"], True, self.cfg["batch_size"], None):
+            logits = self._forward(model, batch)
+            losses.append(self._step(model, optimizer, logits, batch[self.task.target].y[
+                : batch[self.task.target].batch_size]))
+        return sum(losses) / max(len(losses), 1)
+
+    @torch.no_grad()
+    def logits(self, model: HeteroModel, splits: tuple[str, ...]) -> dict[str, Tensor]:
+        model.eval()
+        out = {}
+        for s in splits:
+            gen = torch.Generator().manual_seed(12345)  # evaluation samples the same way each time
+            parts = [self._forward(model, b).cpu() for b in self._loader(
+                self.split_ids[s], False, self.cfg["eval_batch_size"], gen)]
+            out[s] = torch.cat(parts) if parts else torch.zeros(0, self.task.num_classes)
+        return out
+
+
+class Precomputed(Regime):
+    """The model's ``precompute`` turns the graph into per-target-node tensors once; training then
+    iterates over batches of training rows."""
+
+    def __init__(self, *args, model: HeteroModel) -> None:
+        super().__init__(*args)
+        start = time.perf_counter()
+        feats = model.precompute(self.data)
+        self.precompute_s = time.perf_counter() - start
+        self.features = feats
+
+    def _rows(self, ids: Tensor):
+        if isinstance(self.features, dict):
+            return {k: v[ids].to(self.device).float() for k, v in self.features.items()}
+        return self.features[ids].to(self.device).float()
+
+    def train_epoch(self, model: HeteroModel, optimizer) -> float:
+        model.train()
+        ids = self.split_ids["train"]
+        ids = ids[torch.randperm(ids.numel())]
+        losses = []
+        for start in range(0, ids.numel(), self.cfg["batch_size"]):
+            b = ids[start:start + self.cfg["batch_size"]]
+            losses.append(self._step(model, optimizer, model(self._rows(b)), self.labels[b]))
+        return sum(losses) / max(len(losses), 1)
+
+    @torch.no_grad()
+    def logits(self, model: HeteroModel, splits: tuple[str, ...]) -> dict[str, Tensor]:
+        model.eval()
+        out = {}
+        for s in splits:
+            ids = self.split_ids[s]
+            parts = [model(self._rows(ids[i:i + self.cfg["eval_batch_size"]])).cpu()
+                     for i in range(0, ids.numel(), self.cfg["eval_batch_size"])]
+            out[s] = torch.cat(parts) if parts else torch.zeros(0, self.task.num_classes)
+        return out
+
+
+def make_regime(name: str, data: HeteroData, task: TaskSpec, train_config: dict,
+                device: torch.device, model: HeteroModel) -> Regime:
+    if name == "full":
+        return FullBatch(data, task, train_config, device)
+    if name == "sampled":
+        return Sampled(data, task, train_config, device)
+    return Precomputed(data, task, train_config, device, model=model)

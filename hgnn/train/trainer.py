@@ -1,0 +1,166 @@
+"""Train one model with one seed: epochs, early stopping, checkpoints, exact resume."""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_geometric.data import HeteroData
+from tqdm.auto import tqdm
+
+from hgnn.data.task import TaskSpec
+from hgnn.errors import HgnnError
+from hgnn.models.base import HeteroModel
+from hgnn.train.checkpoint import load_checkpoint, save_checkpoint
+from hgnn.train.metrics import compute_metrics
+from hgnn.train.regimes import loss_fn, make_regime
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def monitor_score(metrics: dict[str, float], loss: float, monitor: str) -> float:
+    """Higher is better: the validation metric, the mean of the two F1s, or minus the loss."""
+    if monitor == "loss":
+        return -loss
+    if monitor == "mean_f1":
+        return (metrics["micro_f1"] + metrics["macro_f1"]) / 2
+    return metrics[monitor]
+
+
+@dataclass
+class SeedRun:
+    """Everything that identifies one seed's run; stored in its checkpoints."""
+
+    model_name: str
+    dataset: str
+    seed: int
+    config: dict
+    task: TaskSpec
+    out_dir: Path
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    quiet: bool = False
+
+    def meta(self, model: HeteroModel, data: HeteroData) -> dict:
+        return {"model_name": self.model_name, "dataset": self.dataset, "seed": self.seed,
+                "config": self.config, "task": self.task.to_dict(),
+                "schema": graph_schema(data)}
+
+
+def graph_schema(data: HeteroData) -> dict:
+    """What a checkpoint's weights depend on: types, relations, input widths."""
+    return {"node_types": list(data.node_types),
+            "edge_types": ["__".join(et) for et in data.edge_types],
+            "inputs": {t: (-int(x.size(0)) if x.dtype == torch.long else int(x.size(-1)))
+                       for t, x in data.x_dict.items()}}
+
+
+def make_optimizer(model: HeteroModel, cfg: dict):
+    cls = torch.optim.AdamW if cfg["optimizer"] == "adamw" else torch.optim.Adam
+    optimizer = cls(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    scheduler = None
+    if cfg["scheduler"] == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg["lr"], total_steps=max(cfg["epochs"], 1),
+            pct_start=cfg["pct_start"])
+    return optimizer, scheduler
+
+
+def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
+               resume: bool = False) -> dict:
+    """Train, early-stop on the validation metric, and score the best epoch on val and test.
+
+    ``out_dir/last.pt`` is written after every epoch (model, optimizer, scheduler, early-stopping
+    state and the torch RNG state), ``out_dir/best.pt`` whenever validation improves. With
+    ``resume``, training continues from ``last.pt``; on CPU the result equals an uninterrupted run.
+    """
+    cfg = run.config["train"]
+    seed_everything(run.seed)
+    model = model_cls.build(data, run.task, run.config["model"]).to(run.device)
+    regime_name = cfg["regime"] or model_cls.regimes[0]
+    if regime_name not in model_cls.regimes:
+        raise HgnnError(f"model '{run.model_name}' supports the regimes "
+                        f"{', '.join(model_cls.regimes)}, not '{regime_name}'")
+    optimizer, scheduler = make_optimizer(model, cfg)
+    regime = make_regime(regime_name, data, run.task, cfg, run.device, model)
+    meta = run.meta(model, data)
+    last_path, best_path = run.out_dir / "last.pt", run.out_dir / "best.pt"
+
+    state = {"epoch": -1, "best_score": -math.inf, "best_epoch": -1, "bad_epochs": 0,
+             "history": [], "train_s": 0.0, "eval_s": 0.0}
+    if resume and last_path.is_file():
+        ckpt = load_checkpoint(last_path)
+        for key in ("model_name", "dataset", "seed", "config"):
+            if ckpt.get(key) != meta[key]:
+                raise HgnnError(f"{last_path}: cannot resume: the checkpoint's {key} differs from "
+                                "this run's (start without --resume to train afresh)")
+        model.load_state_dict(ckpt["model_state"])
+        optimizer.load_state_dict(ckpt["optimizer_state"])
+        if scheduler is not None and ckpt.get("scheduler_state"):
+            scheduler.load_state_dict(ckpt["scheduler_state"])
+        state = ckpt["state"]
+        torch.set_rng_state(ckpt["rng_state"])
+
+    epochs = cfg["epochs"]
+    bar = tqdm(total=epochs, initial=state["epoch"] + 1, disable=run.quiet, leave=False,
+               desc=f"{run.model_name}/{run.dataset} seed {run.seed}", unit="epoch")
+    stopped = state.get("stopped", False)
+    for epoch in range(state["epoch"] + 1, epochs):
+        if stopped:
+            break
+        t0 = time.perf_counter()
+        loss = regime.train_epoch(model, optimizer)
+        if scheduler is not None:
+            scheduler.step()
+        t1 = time.perf_counter()
+        val_logits = regime.logits(model, ("val",))["val"]
+        val_y = regime.labels[regime.split_ids["val"]]
+        val = compute_metrics(val_logits, val_y, run.task)
+        val_loss = float(loss_fn(val_logits, val_y, run.task)) if val_y.numel() else math.nan
+        state["train_s"] += t1 - t0
+        state["eval_s"] += time.perf_counter() - t1
+        score = monitor_score(val, val_loss, cfg["monitor"])
+        state["history"].append({"epoch": epoch, "loss": loss, "val_loss": val_loss, **{
+            f"val_{k}": v for k, v in val.items()}})
+        state["epoch"] = epoch
+        if score > state["best_score"]:
+            state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+            save_checkpoint({**meta, "epoch": epoch, "model_state": model.state_dict()}, best_path)
+        else:
+            state["bad_epochs"] += 1
+        stopped = cfg["patience"] > 0 and state["bad_epochs"] >= cfg["patience"]
+        state["stopped"] = stopped
+        save_checkpoint({**meta, "epoch": epoch, "model_state": model.state_dict(),
+                         "optimizer_state": optimizer.state_dict(),
+                         "scheduler_state": scheduler.state_dict() if scheduler else None,
+                         "state": state, "rng_state": torch.get_rng_state()}, last_path)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", **{f"val_{cfg['monitor']}": f"{score:.4f}"})
+    bar.close()
+
+    if not best_path.is_file():
+        raise HgnnError(f"{run.out_dir}: no epoch was trained (epochs = {epochs})")
+    model.load_state_dict(load_checkpoint(best_path)["model_state"])
+    t0 = time.perf_counter()
+    logits = regime.logits(model, ("val", "test"))
+    eval_s = state["eval_s"] + time.perf_counter() - t0
+    result = {
+        "seed": run.seed, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
+        "regime": regime_name, "task": run.task.to_dict(),
+        "val": compute_metrics(logits["val"], regime.labels[regime.split_ids["val"]], run.task),
+        "test": compute_metrics(logits["test"], regime.labels[regime.split_ids["test"]], run.task),
+        "timings": {"precompute_s": regime.precompute_s, "train_s": state["train_s"],
+                    "eval_s": eval_s},
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "history": state["history"],
+    }
+    (run.out_dir / "result.json").write_text(json.dumps(result, indent=1))
+    return result
