@@ -23,17 +23,23 @@ def mean_std(values: list[float]) -> dict[str, float]:
             "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
-def load_prepared(dataset: str, root: str | None, seed: int, config: dict):
+def load_prepared(dataset: str, root: str | None, seed: int, config: dict,
+                  dataset_options: dict | None = None):
     """The dataset with its seed's holdout split, prepared as the config's ``graph`` section asks."""
-    data, task = load_dataset(dataset, root, seed=seed)
+    data, task = load_dataset(dataset, root, seed=seed, **(dataset_options or {}))
     return prepare_graph(data, task, config["graph"], seed), task
 
 
 def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | None = None,
                    config_file: str | None = None, overrides: list[str] = (),
                    out_dir: str | Path | None = None, resume: bool = False,
-                   device: str = "cpu", quiet: bool = False) -> dict:
-    """Train ``model`` on ``dataset`` once per seed and write ``out_dir/summary.json``."""
+                   device: str = "cpu", quiet: bool = False,
+                   dataset_options: dict | None = None) -> dict:
+    """Train ``model`` on ``dataset`` once per seed and write ``out_dir/summary.json``.
+
+    ``dataset_options`` go to the dataset's reader (e.g. ``{"scale": 0.2}`` for ``synthetic``) and
+    are stored in the checkpoints so ``evaluate`` rebuilds the same graph.
+    """
     model_cls = get_model_class(model)
     config = resolve_config(model_cls.default_config(), model, dataset, config_file, overrides)
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -52,11 +58,13 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
             per_seed.append(json.loads(done.read_text()))
             continue
         seed_dir.mkdir(parents=True, exist_ok=True)
-        data, task = load_prepared(dataset, root, seed, config)
-        run = SeedRun(model, dataset, seed, config, task, seed_dir, dev, quiet)
+        data, task = load_prepared(dataset, root, seed, config, dataset_options)
+        run = SeedRun(model, dataset, seed, config, task, seed_dir, dev, quiet,
+                      dict(dataset_options or {}))
         per_seed.append(train_seed(run, model_cls, data, resume=resume))
     summary = {
-        "model": model, "dataset": dataset, "seeds": list(seeds), "config": config,
+        "model": model, "dataset": dataset, "dataset_options": dict(dataset_options or {}),
+        "seeds": list(seeds), "config": config,
         "config_files": config_sources(model, dataset, config_file),
         "task": per_seed[0]["task"],
         "metrics": {split: {m: mean_std([r[split][m] for r in per_seed]) for m in METRICS}

@@ -23,7 +23,8 @@ def restore(checkpoint: str | Path, dataset: str | None = None, root: str | None
             raise HgnnError(f"{checkpoint}: checkpoint lacks '{key}'")
     model_cls = get_model_class(ckpt["model_name"])
     config = ckpt["config"]
-    data, task = load_prepared(dataset or ckpt["dataset"], root, ckpt["seed"], config)
+    options = ckpt.get("dataset_options") if dataset is None else None
+    data, task = load_prepared(dataset or ckpt["dataset"], root, ckpt["seed"], config, options)
     schema = graph_schema(data)
     if schema != ckpt["schema"] or task.num_classes != ckpt["task"]["num_classes"] or \
             task.target != ckpt["task"]["target"]:

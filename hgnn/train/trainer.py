@@ -48,9 +48,11 @@ class SeedRun:
     out_dir: Path
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     quiet: bool = False
+    dataset_options: dict = field(default_factory=dict)
 
     def meta(self, model: HeteroModel, data: HeteroData) -> dict:
-        return {"model_name": self.model_name, "dataset": self.dataset, "seed": self.seed,
+        return {"model_name": self.model_name, "dataset": self.dataset,
+                "dataset_options": self.dataset_options, "seed": self.seed,
                 "config": self.config, "task": self.task.to_dict(),
                 "schema": graph_schema(data)}
 
@@ -98,7 +100,7 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
              "history": [], "train_s": 0.0, "eval_s": 0.0}
     if resume and last_path.is_file():
         ckpt = load_checkpoint(last_path)
-        for key in ("model_name", "dataset", "seed", "config"):
+        for key in ("model_name", "dataset", "dataset_options", "seed", "config"):
             if ckpt.get(key) != meta[key]:
                 raise HgnnError(f"{last_path}: cannot resume: the checkpoint's {key} differs from "
                                 "this run's (start without --resume to train afresh)")

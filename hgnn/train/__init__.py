@@ -1,0 +1,1 @@
+"""One training engine for every model: regimes, metrics, checkpoints, run records."""

@@ -1,0 +1,167 @@
+"""The training engine: baselines learn, early stopping, determinism, kill-and-resume, the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hgnn.train.checkpoint import load_checkpoint
+from hgnn.train.experiment import run_experiment
+from hgnn.train.inference import evaluate_checkpoint, predict_checkpoint
+from tests.hgb_fixture import write_hgb
+
+SMALL = {"scale": 0.25}  # 1,500 target nodes: seconds per run
+
+
+def train(model: str, tmp_path: Path, *overrides: str, seeds=(0,), **kw) -> dict:
+    return run_experiment(model, "synthetic", list(seeds), overrides=list(overrides),
+                          out_dir=tmp_path / model, quiet=True, dataset_options=SMALL, **kw)
+
+
+@pytest.mark.parametrize("model,epochs,floor", [("mlp", 60, 0.3), ("rgcn", 30, 0.8),
+                                                ("hgt", 15, 0.7)])
+def test_baselines_learn_synthetic(tmp_path, model, epochs, floor):
+    summary = train(model, tmp_path, f"train.epochs={epochs}", "train.patience=0",
+                    "train.lr=0.01")
+    acc = summary["metrics"]["test"]["accuracy"]["mean"]
+    assert acc > floor, (model, acc)  # chance is 0.2 (5 classes)
+    record = json.loads((tmp_path / model / "summary.json").read_text())
+    for key in ("model", "dataset", "seeds", "config", "metrics", "per_seed", "timings",
+                "peak_memory_mb", "versions", "hardware"):
+        assert key in record
+    assert set(record["metrics"]["test"]) == {"accuracy", "micro_f1", "macro_f1"}
+    assert 0 <= record["metrics"]["test"]["micro_f1"]["mean"] <= 1
+
+
+def test_graph_beats_mlp(tmp_path):
+    mlp = train("mlp", tmp_path, "train.epochs=60", "train.lr=0.01")
+    rgcn = train("rgcn", tmp_path, "train.epochs=30")
+    assert rgcn["metrics"]["test"]["accuracy"]["mean"] > \
+        mlp["metrics"]["test"]["accuracy"]["mean"] + 0.2
+
+
+def test_early_stopping_picks_best_epoch(tmp_path):
+    summary = train("rgcn", tmp_path, "train.epochs=60", "train.patience=5", "train.lr=0.05")
+    result = json.loads((tmp_path / "rgcn" / "seed_0" / "result.json").read_text())
+    scores = [h["val_micro_f1"] for h in result["history"]]
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    assert result["best_epoch"] == best
+    assert result["epochs_run"] == best + 6 or result["epochs_run"] == 60
+    assert result["val"]["micro_f1"] == pytest.approx(scores[best])
+    ckpt = tmp_path / "rgcn" / "seed_0" / "best.pt"
+    assert load_checkpoint(ckpt)["epoch"] == best
+    again = evaluate_checkpoint(ckpt)
+    assert again["test"] == pytest.approx(summary["per_seed"][0]["test"])
+
+
+def test_same_seed_same_metrics(tmp_path):
+    a = train("rgcn", tmp_path / "a", "train.epochs=8", seeds=(3,))
+    b = train("rgcn", tmp_path / "b", "train.epochs=8", seeds=(3,))
+    assert a["per_seed"][0]["test"] == b["per_seed"][0]["test"]
+    c = train("rgcn", tmp_path / "c", "train.epochs=8", seeds=(4,))
+    assert c["per_seed"][0]["test"] != a["per_seed"][0]["test"]
+
+
+def test_sampled_regime_runs_and_is_deterministic(tmp_path):
+    args = ("train.regime=sampled", "train.epochs=4", "train.batch_size=256",
+            "train.num_neighbors=[5, 5]")
+    a = train("rgcn", tmp_path / "a", *args)
+    b = train("rgcn", tmp_path / "b", *args)
+    assert a["per_seed"][0]["test"] == b["per_seed"][0]["test"]
+    assert a["metrics"]["test"]["accuracy"]["mean"] > 0.5
+
+
+def cli(*args: str, env_extra: dict | None = None, **kw) -> subprocess.Popen:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "hgnn", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path):
+    args = ["train", "--model", "rgcn", "--epochs", "40", "--quiet", "--set", "train.patience=0"]
+    ref = cli(*args, "--out", str(tmp_path / "ref"))
+    ref.communicate(timeout=300)
+    assert ref.returncode == 0
+    run = cli(*args, "--out", str(tmp_path / "run"))
+    last = tmp_path / "run" / "seed_0" / "last.pt"
+    deadline = time.time() + 240
+    killed_at = None
+    while time.time() < deadline and run.poll() is None:
+        if last.is_file():
+            try:
+                epoch = load_checkpoint(last)["epoch"]
+            except Exception:  # mid-rename: try again
+                epoch = -1
+            if epoch >= 3:
+                run.send_signal(signal.SIGKILL)
+                killed_at = epoch
+                break
+        time.sleep(0.02)
+    run.communicate(timeout=60)
+    assert killed_at is not None and killed_at < 39, "the run was not killed mid-training"
+    assert not (tmp_path / "run" / "summary.json").exists()
+    resumed = cli(*args, "--out", str(tmp_path / "run"), "--resume")
+    resumed.communicate(timeout=300)
+    assert resumed.returncode == 0
+    want = json.loads((tmp_path / "ref" / "summary.json").read_text())
+    got = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert got["per_seed"][0]["test"] == want["per_seed"][0]["test"]
+    assert got["per_seed"][0]["val"] == want["per_seed"][0]["val"]
+    assert got["per_seed"][0]["best_epoch"] == want["per_seed"][0]["best_epoch"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hgnn", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["train", "--model", "nope"], "unknown model 'nope'"),
+    (["train", "--dataset", "nope"], "unknown dataset 'nope'"),
+    (["train", "--set", "train.nope=1"], "unknown config key 'train.nope'"),
+    (["train", "--set", "train.epochs=abc"], "'train.epochs' must be int"),
+    (["train", "--set", "train.monitor=f2"], "'train.monitor' must be one of"),
+    (["train", "--set", "lr"], "expected key=value"),
+    (["train", "--config", "/nonexistent.yaml"], "cannot read config"),
+    (["evaluate", "--checkpoint", "/nonexistent.pt"], "no such checkpoint"),
+])
+def test_cli_errors(args, words):
+    proc = run_cli(*args, "--quiet") if args[0] == "train" else run_cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and words in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_corrupt_and_mismatched_checkpoints(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    proc = run_cli("evaluate", "--checkpoint", str(bad))
+    assert proc.returncode == 2 and "not a readable checkpoint" in proc.stderr
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    proc = run_cli("evaluate", "--checkpoint", str(tmp_path / "other.pt"))
+    assert proc.returncode == 2 and "not an hgnn checkpoint" in proc.stderr
+    train("rgcn", tmp_path, "train.epochs=2")
+    folder = write_hgb(tmp_path / "hgb")
+    proc = run_cli("evaluate", "--checkpoint", str(tmp_path / "rgcn" / "seed_0" / "best.pt"),
+                   "--dataset", str(folder))
+    assert proc.returncode == 2 and "does not match" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_predict_writes_hgb_submission_format(tmp_path):
+    folder = write_hgb(tmp_path / "hgb")
+    run_experiment("rgcn", str(folder), [0], overrides=["train.epochs=3"], out_dir=tmp_path / "r",
+                   quiet=True)
+    out = predict_checkpoint(tmp_path / "r" / "seed_0" / "best.pt", tmp_path / "pred.txt")
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2  # two test nodes in label.dat.test
+    for line in lines:
+        node, name, ntype, label = line.split("\t")
+        assert node in ("4", "5") and name == "" and ntype == "0" and label in ("0", "1")
