@@ -84,7 +84,7 @@ def draw_schema(data: HeteroData, task: TaskSpec, path: str | Path, title: str =
         # Offset the label towards the arc's bulge so parallel relations stay readable.
         ox, oy = (y2 - y1) * rad * 0.5, (x1 - x2) * rad * 0.5
         if u == v:
-            my += 0.18 + 0.06 * k
+            my += 0.3 + 0.08 * k
         ax.text(mx + ox, my + oy, d["label"], fontsize=7, ha="center", va="center",
                 bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
     ax.set_title(title or f"metagraph (target: {task.target})")
