@@ -39,6 +39,29 @@ class Regime:
         self.labels = data[task.target].y
         self.split_ids = {s: _split_ids(data, task, s) for s in ("train", "val", "test")}
 
+    def train_epoch(self, model: HeteroModel, optimizer) -> float:
+        """One pass over the training nodes; the mean loss over batches."""
+        model.train()
+        losses = [self._step(model, optimizer, logits, y)
+                  for logits, y in self._train_batches(model)]
+        return sum(losses) / max(len(losses), 1)
+
+    @torch.no_grad()
+    def logits(self, model: HeteroModel, splits: tuple[str, ...]) -> dict[str, Tensor]:
+        """Logits for every node of each split, in the order of ``split_ids[split]``."""
+        model.eval()
+        out = {}
+        for s in splits:
+            parts = [x.cpu() for x in self._eval_batches(model, self.split_ids[s])]
+            out[s] = torch.cat(parts) if parts else torch.zeros(0, self.task.num_classes)
+        return out
+
+    def _train_batches(self, model: HeteroModel):
+        raise NotImplementedError
+
+    def _eval_batches(self, model: HeteroModel, ids: Tensor):
+        raise NotImplementedError
+
     def _step(self, model: HeteroModel, optimizer, logits: Tensor, y: Tensor) -> float:
         loss = loss_fn(logits, y.to(logits.device), self.task)
         optimizer.zero_grad()
@@ -58,15 +81,13 @@ class FullBatch(Regime):
         self.edge_index_dict = {et: ei.to(self.device)
                                 for et, ei in self.data.edge_index_dict.items()}
 
-    def train_epoch(self, model: HeteroModel, optimizer) -> float:
-        model.train()
+    def _train_batches(self, model: HeteroModel):
         ids = self.split_ids["train"]
-        logits = model(self.x_dict, self.edge_index_dict)
-        return self._step(model, optimizer, logits[ids.to(self.device)], self.labels[ids])
+        yield model(self.x_dict, self.edge_index_dict)[ids.to(self.device)], self.labels[ids]
 
     @torch.no_grad()
     def logits(self, model: HeteroModel, splits: tuple[str, ...]) -> dict[str, Tensor]:
-        model.eval()
+        model.eval()  # one forward pass scores every split
         out = model(self.x_dict, self.edge_index_dict).cpu()
         return {s: out[self.split_ids[s]] for s in splits}
 
@@ -84,26 +105,16 @@ class Sampled(Regime):
         ei = {et: e.to(self.device) for et, e in batch.edge_index_dict.items()}
         return model(x_dict, ei)[: batch[self.task.target].batch_size]
 
-    def train_epoch(self, model: HeteroModel, optimizer) -> float:
-        model.train()
-        losses = []
+    def _train_batches(self, model: HeteroModel):
         # The global RNG drives shuffling and sampling, so a restored RNG state replays the epoch.
         for batch in self._loader(self.split_ids["train"], True, self.cfg["batch_size"], None):
-            logits = self._forward(model, batch)
-            losses.append(self._step(model, optimizer, logits, batch[self.task.target].y[
-                : batch[self.task.target].batch_size]))
-        return sum(losses) / max(len(losses), 1)
+            store = batch[self.task.target]
+            yield self._forward(model, batch), store.y[: store.batch_size]
 
-    @torch.no_grad()
-    def logits(self, model: HeteroModel, splits: tuple[str, ...]) -> dict[str, Tensor]:
-        model.eval()
-        out = {}
-        for s in splits:
-            gen = torch.Generator().manual_seed(12345)  # evaluation samples the same way each time
-            parts = [self._forward(model, b).cpu() for b in self._loader(
-                self.split_ids[s], False, self.cfg["eval_batch_size"], gen)]
-            out[s] = torch.cat(parts) if parts else torch.zeros(0, self.task.num_classes)
-        return out
+    def _eval_batches(self, model: HeteroModel, ids: Tensor):
+        gen = torch.Generator().manual_seed(12345)  # evaluation samples the same way each time
+        for batch in self._loader(ids, False, self.cfg["eval_batch_size"], gen):
+            yield self._forward(model, batch)
 
 
 class Precomputed(Regime):
@@ -122,26 +133,16 @@ class Precomputed(Regime):
             return {k: v[ids].to(self.device).float() for k, v in self.features.items()}
         return self.features[ids].to(self.device).float()
 
-    def train_epoch(self, model: HeteroModel, optimizer) -> float:
-        model.train()
+    def _train_batches(self, model: HeteroModel):
         ids = self.split_ids["train"]
         ids = ids[torch.randperm(ids.numel())]
-        losses = []
         for start in range(0, ids.numel(), self.cfg["batch_size"]):
             b = ids[start:start + self.cfg["batch_size"]]
-            losses.append(self._step(model, optimizer, model(self._rows(b)), self.labels[b]))
-        return sum(losses) / max(len(losses), 1)
+            yield model(self._rows(b)), self.labels[b]
 
-    @torch.no_grad()
-    def logits(self, model: HeteroModel, splits: tuple[str, ...]) -> dict[str, Tensor]:
-        model.eval()
-        out = {}
-        for s in splits:
-            ids = self.split_ids[s]
-            parts = [model(self._rows(ids[i:i + self.cfg["eval_batch_size"]])).cpu()
-                     for i in range(0, ids.numel(), self.cfg["eval_batch_size"])]
-            out[s] = torch.cat(parts) if parts else torch.zeros(0, self.task.num_classes)
-        return out
+    def _eval_batches(self, model: HeteroModel, ids: Tensor):
+        for start in range(0, ids.numel(), self.cfg["eval_batch_size"]):
+            yield model(self._rows(ids[start:start + self.cfg["eval_batch_size"]]))
 
 
 def make_regime(name: str, data: HeteroData, task: TaskSpec, train_config: dict,
