@@ -1,0 +1,91 @@
+"""Compiled CPU backend: a C++/OpenMP extension built on first use with
+``torch.utils.cpp_extension.load`` and cached in torch's extension folder.
+
+Building at first use rather than at install time keeps ``pip install`` a pure-Python step (a
+build-time extension would make pip fetch torch into an isolated build environment). A missing
+compiler makes :func:`available` return ``False`` and the dispatch fall back to the reference.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from hgnn.ops.segments import Segments
+
+_SOURCE = Path(__file__).resolve().parent / "csrc" / "segment_ops.cpp"
+_REDUCE = {"sum": 0, "mean": 1, "max": 2}
+
+
+@functools.lru_cache(maxsize=1)
+def _extension():
+    from torch.utils.cpp_extension import load
+
+    flags = ["-O3", "-fopenmp", "-march=native"] if os.environ.get("HGNN_NATIVE", "1") == "1" \
+        else ["-O3", "-fopenmp"]
+    return load(name="hgnn_segment_ops", sources=[str(_SOURCE)], extra_cflags=flags,
+                extra_ldflags=["-fopenmp"], verbose=False)
+
+
+@functools.lru_cache(maxsize=1)
+def available() -> bool:
+    """Whether the extension builds (or is cached) on this machine."""
+    try:
+        _extension()
+        return True
+    except Exception:  # no compiler, no ninja, a failed build: the reference still works
+        return False
+
+
+class _SpMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor | None, seg: Segments, reduce: str) -> Tensor:
+        x = x.contiguous()
+        w = weight.contiguous() if weight is not None else x.new_empty(0)
+        flat = x.reshape(x.size(0), -1)
+        out, arg = _extension().spmm_forward(flat, seg.ptr, seg.index, w, _REDUCE[reduce])
+        ctx.save_for_backward(flat, w, arg)
+        ctx.seg, ctx.reduce, ctx.shape = seg, reduce, x.shape
+        return out.view((seg.num_segments,) + tuple(x.shape[1:]))
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        flat, w, arg = ctx.saved_tensors
+        seg = ctx.seg
+        tptr, tedge, tseg = seg.transpose()
+        need_w = w.numel() > 0 and ctx.needs_input_grad[1]
+        gx, gw = _extension().spmm_backward(
+            grad_out.contiguous().view(seg.num_segments, -1), flat, seg.ptr, seg.index, w, tptr,
+            tedge, tseg, arg, _REDUCE[ctx.reduce], need_w)
+        return gx.view(ctx.shape), (gw if need_w else None), None, None
+
+
+class _Attention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: float) -> Tensor:
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        out, lse = _extension().attention_forward(q, k, v, seg.ptr, seg.index, scale)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.seg, ctx.scale = seg, scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        q, k, v, out, lse = ctx.saved_tensors
+        seg = ctx.seg
+        tptr, tedge, tseg = seg.transpose()
+        gq, gk, gv = _extension().attention_backward(grad_out.contiguous(), q, k, v, out, lse,
+                                                     seg.ptr, seg.index, tptr, tedge, tseg,
+                                                     ctx.scale)
+        return gq, gk, gv, None, None
+
+
+def segment_spmm(x: Tensor, seg: Segments, weight: Tensor | None, reduce: str) -> Tensor:
+    return _SpMM.apply(x, weight, seg, reduce)
+
+
+def segment_attention(q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: float) -> Tensor:
+    return _Attention.apply(q, k, v, seg, scale)

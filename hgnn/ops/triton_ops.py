@@ -1,0 +1,6 @@
+"""Triton GPU backend (placeholder until the Triton kernels land): reports unavailable."""
+from __future__ import annotations
+
+
+def available() -> bool:
+    return False
