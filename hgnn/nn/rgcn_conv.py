@@ -5,7 +5,8 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import scatter
+
+from hgnn.ops.typed import index_for, typed_linear_aggregate
 
 EdgeType = tuple[str, str, str]
 
@@ -19,8 +20,10 @@ class RGCNConv(nn.Module):
 
     with one weight matrix per relation (no basis decomposition), a mean within each relation and a
     sum across relations (HGB's RGCN normalisation); the root term :math:`W_0` is optional
-    (``root_weight``; HGB's runs leave it off). Sources are transformed once per relation and then
-    aggregated, the cheaper order when ``in_channels >= out_channels`` or sources are few.
+    (``root_weight``; HGB's runs leave it off). The relational term runs on
+    :func:`hgnn.ops.typed.typed_linear_aggregate`: one fused aggregation for all relations, in
+    whichever order (transform sources first, or aggregate first) moves fewer bytes, and no
+    per-edge ``[E, F]`` message tensor.
 
     Args:
         in_channels: input width (shared by all types).
@@ -68,14 +71,13 @@ class RGCNConv(nn.Module):
                 out[t] = x @ self.root[t]
             else:
                 out[t] = x.new_zeros(x.size(0), self.out_channels)
-        for r, et in enumerate(self.edge_types):
-            ei = edge_index_dict.get(et)
-            src, _, dst = et
-            if ei is None or ei.numel() == 0 or src not in x_dict or dst not in out:
-                continue
-            msg = x_dict[src] @ self.weight[r]
-            out[dst] = out[dst] + scatter(msg[ei[0]], ei[1], 0, dim_size=out[dst].size(0),
-                                          reduce="mean")
+        present = {et: edge_index_dict[et] for et in self.edge_types
+                   if et in edge_index_dict and et[0] in x_dict and et[2] in x_dict}
+        if present:
+            index = index_for(present, {t: x.size(0) for t, x in x_dict.items()})
+            weight = self.weight[[self.edge_types.index(et) for et in index.edge_types]]
+            msgs = typed_linear_aggregate(x_dict, index, weight, reduce="mean")
+            out = {t: out[t] + msgs[t] for t in out}
         if self.bias is not None:
             out = {t: h + self.bias[t] if t in self.bias else h for t, h in out.items()}
         return out

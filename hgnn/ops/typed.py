@@ -1,0 +1,180 @@
+"""Typed (relation-aware) aggregation on top of the segment ops.
+
+All node types' rows are stacked into one source table (``offset[t]`` = first row of type ``t``),
+so every relation's edges become one segmented edge list and one kernel launch covers all
+relations. Two segment layouts are built from a :class:`RelationIndex` and cached on it:
+
+* relation-major: one segment per (relation, destination) (``index.col_ptr``), for per-relation
+  results (R-HGNN, RpHGNN);
+* destination-major: one segment per destination node with the in-edges of all its relations, for
+  results summed across relations (RGCN, HGT).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import Tensor
+
+from hgnn.data.relation_index import EdgeType, RelationIndex
+from hgnn.ops import segment_matmul, segment_spmm
+from hgnn.ops.segments import Segments
+
+
+def node_offsets(index: RelationIndex) -> Tensor:
+    """``[T + 1]``: first row of each node type in the stacked table."""
+    return torch.cat([torch.zeros(1, dtype=torch.long), index.num_nodes.cumsum(0)])
+
+
+def _edge_relation(index: RelationIndex) -> Tensor:
+    return torch.repeat_interleave(torch.arange(index.num_relations), index.rel_ptr.diff())
+
+
+def relation_segments(index: RelationIndex, source: str = "type") -> Segments:
+    """Relation-major segments. ``source="type"``: rows of the stacked node table;
+    ``source="relation"``: rows of a per-relation source table (``src_seg_offset[r] + src``)."""
+    key = f"_rel_segments_{source}"
+    cached = index.__dict__.get(key)
+    if cached is None:
+        rel = _edge_relation(index)
+        if source == "type":
+            src = node_offsets(index)[index.src_type[rel]] + index.src
+            num_src = int(index.num_nodes.sum())
+        else:
+            src = index.src_seg_offset[rel] + index.src
+            num_src = int(index.src_seg_offset[-1])
+        cached = Segments(index.col_ptr, src, num_src)
+        index.__dict__[key] = cached
+    return cached
+
+
+def destination_segments(index: RelationIndex, source: str = "type") -> tuple[Segments, Tensor]:
+    """Destination-major segments over all node types (one per node of the stacked table) and the
+    permutation from their edge order to the RelationIndex's (to carry edge weights along)."""
+    key = f"_dst_segments_{source}"
+    cached = index.__dict__.get(key)
+    if cached is None:
+        rel = _edge_relation(index)
+        offsets = node_offsets(index)
+        dst = offsets[index.dst_type[rel]] + index.dst
+        order = torch.sort(dst * max(index.num_relations, 1) + rel, stable=True).indices
+        n = int(index.num_nodes.sum())
+        ptr = torch.zeros(n + 1, dtype=torch.long)
+        torch.cumsum(torch.bincount(dst, minlength=n), 0, out=ptr[1:])
+        base = relation_segments(index, source)
+        cached = (Segments(ptr, base.index[order], base.num_src), order)
+        index.__dict__[key] = cached
+    return cached
+
+
+def stack(x_dict: dict[str, Tensor], index: RelationIndex) -> Tensor:
+    """One table of all node types' rows, in ``index.node_types`` order."""
+    width = {x.shape[1:] for x in x_dict.values()}
+    if len(width) != 1:
+        raise ValueError(f"all node types need the same feature shape to be stacked, got {width}")
+    shape = width.pop()
+    ref = next(iter(x_dict.values()))
+    return torch.cat([x_dict[t] if t in x_dict else ref.new_zeros((int(n),) + tuple(shape))
+                      for t, n in zip(index.node_types, index.num_nodes.tolist(), strict=True)])
+
+
+def unstack(table: Tensor, index: RelationIndex) -> dict[str, Tensor]:
+    return dict(zip(index.node_types, torch.split(table, index.num_nodes.tolist()), strict=True))
+
+
+def _mean_weights(index: RelationIndex, edge_weight: Tensor | None) -> Tensor:
+    """Per-edge 1/deg_r(dst) (times the edge weight): a mean within each relation."""
+    deg = index.col_ptr.diff().clamp(min=1)
+    rel = _edge_relation(index)
+    w = 1.0 / deg[index.seg_offset[rel] + index.dst].double()
+    return w if edge_weight is None else w * edge_weight.double()
+
+
+def typed_aggregate(x_dict: dict[str, Tensor], index: RelationIndex, reduce: str = "mean",
+                    per_relation: bool = True, edge_weight: Tensor | None = None,
+                    backend: str | None = None) -> dict:
+    """Aggregate source features into destinations, relation by relation.
+
+    Returns ``{edge_type: [N_dst, F]}`` (``per_relation``: one result per relation, as R-HGNN and
+    RpHGNN need) or ``{node_type: [N, F]}`` with the per-relation results summed across each
+    type's incoming relations (``reduce`` ``"sum"``/``"mean"`` only). ``edge_weight`` is ``[E]`` in
+    the RelationIndex's (CSC) edge order.
+    """
+    table = stack(x_dict, index)
+    if per_relation:
+        out = segment_spmm(table, relation_segments(index), edge_weight, reduce, backend)
+        parts = torch.split(out, index.seg_offset.diff().tolist())
+        return dict(zip(index.edge_types, parts, strict=True))
+    if reduce == "max":
+        raise ValueError("reduce='max' is per relation only; use per_relation=True")
+    seg, order = destination_segments(index)
+    if reduce == "mean":
+        w = _mean_weights(index, edge_weight)
+    else:
+        w = edge_weight.double() if edge_weight is not None else None
+    w = w[order].to(table.dtype) if w is not None else None
+    return unstack(segment_spmm(table, seg, w, "sum", backend), index)
+
+
+def typed_linear_aggregate(x_dict: dict[str, Tensor], index: RelationIndex, weight: Tensor,
+                           reduce: str = "mean", edge_weight: Tensor | None = None,
+                           order: str = "auto", backend: str | None = None) -> dict[str, Tensor]:
+    r"""RGCN's message passing: :math:`h_v = \sum_r \mathrm{reduce}_{u \in N_r(v)} x_u W_r`.
+
+    ``weight`` is ``[R, F_in, F_out]`` in ``index.edge_types`` order; ``reduce`` is ``"mean"``
+    (within each relation) or ``"sum"``. No per-edge transformed tensor is built. ``order``:
+
+    * ``"transform_first"``: ``Y_r = X_{src(r)} W_r`` for every relation, then one fused
+      aggregation of the ``Y`` rows (cost ``sum_r N_src(r) F_in F_out + E F_out``);
+    * ``"aggregate_first"``: aggregate ``X`` per relation, then one matmul per relation on its
+      destination slots (cost ``E F_in + sum_r N_dst(r) F_in F_out``);
+    * ``"auto"``: whichever of the two costs less.
+
+    Returns ``{node_type: [N, F_out]}`` for every node type (zeros where nothing arrives).
+    """
+    f_in, f_out = weight.shape[1], weight.shape[2]
+    n_src = index.num_nodes[index.src_type].double()
+    n_dst = index.num_nodes[index.dst_type].double()
+    e = float(index.num_edges)
+    if order == "auto":
+        first = float((n_src * f_in * f_out).sum()) + e * f_out
+        later = e * f_in + float((n_dst * f_in * f_out).sum())
+        order = "transform_first" if first <= later else "aggregate_first"
+    ref = next(iter(x_dict.values()))
+    if order == "transform_first":
+        table = torch.cat([x_dict[t] @ weight[r] for r, (t, _, _) in enumerate(index.edge_types)]) \
+            if index.num_relations else ref.new_zeros(0, f_out)
+        seg, perm = destination_segments(index, source="relation")
+        w = _mean_weights(index, edge_weight) if reduce == "mean" else (
+            edge_weight.double() if edge_weight is not None else None)
+        w = w[perm].to(table.dtype) if w is not None else None
+        return unstack(segment_spmm(table, seg, w, "sum", backend), index)
+    agg = segment_spmm(stack(x_dict, index), relation_segments(index), edge_weight, reduce,
+                       backend)
+    slots = segment_matmul(agg, index.seg_offset, weight)
+    out = {t: ref.new_zeros(int(n), f_out)
+           for t, n in zip(index.node_types, index.num_nodes.tolist(), strict=True)}
+    for r, (_, _, d) in enumerate(index.edge_types):
+        out[d] = out[d] + slots[int(index.seg_offset[r]):int(index.seg_offset[r + 1])]
+    return out
+
+
+_INDEX_CACHE: OrderedDict = OrderedDict()
+
+
+def index_for(edge_index_dict: dict[EdgeType, Tensor],
+              num_nodes: dict[str, int]) -> RelationIndex:
+    """A RelationIndex for PyG-style inputs, cached while the same edge tensors come back (a
+    full-batch model sees one graph every epoch). Holds the last 4 graphs."""
+    key = tuple((et, id(ei), ei._version, tuple(ei.shape)) for et, ei in edge_index_dict.items()) \
+        + tuple(sorted(num_nodes.items()))
+    hit = _INDEX_CACHE.get(key)
+    if hit is not None:
+        _INDEX_CACHE.move_to_end(key)
+        return hit[0]
+    index = RelationIndex.from_edge_index_dict(edge_index_dict, num_nodes)
+    # The edge tensors are kept alive with the entry so their ids cannot be reused meanwhile.
+    _INDEX_CACHE[key] = (index, list(edge_index_dict.values()))
+    while len(_INDEX_CACHE) > 4:
+        _INDEX_CACHE.popitem(last=False)
+    return index
