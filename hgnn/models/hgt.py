@@ -1,13 +1,14 @@
-"""HGT node classifier (Hu et al., WWW'20) on PyG's ``HGTConv``, as HGB's baseline configures it."""
+"""HGT node classifier (Hu et al., WWW'20), as HGB's baseline configures it, on hgnn's fused
+:class:`~hgnn.nn.hgt_conv.HGTConv` (PyG ``HGTConv``'s parameters and semantics)."""
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
-from torch_geometric.nn import HGTConv
 
 from hgnn.data.task import TaskSpec
 from hgnn.models.base import HeteroModel
+from hgnn.nn.hgt_conv import HGTConv
 from hgnn.nn.type_encoder import TypeEncoder, input_channels
 
 
@@ -15,9 +16,9 @@ class HGT(HeteroModel):
     """``tanh`` per-type input projection, ``layers`` ``HGTConv`` layers (each followed by an
     optional per-type LayerNorm and dropout), and a linear classifier on the target type.
 
-    PyG's ``HGTConv`` softmaxes attention over all incoming edges of a node across relations and adds
-    a gated residual per type; HGB's DGL HGT softmaxes per relation and averages relations. A node
-    type with no incoming relation is dropped by ``HGTConv``; it keeps its previous state here.
+    ``HGTConv`` (like PyG's) softmaxes attention over all incoming edges of a node across relations
+    and adds a gated residual per type; HGB's DGL HGT softmaxes per relation and averages relations.
+    A node type with no incoming relation gets no output from the conv; it keeps its state here.
     """
 
     name = "hgt"

@@ -24,8 +24,8 @@ from torch import Tensor
 from hgnn.ops import reference
 from hgnn.ops.segments import Segments
 
-__all__ = ["Segments", "backend_for", "segment_attention", "segment_matmul", "segment_softmax",
-           "segment_spmm"]
+__all__ = ["Segments", "backend_for", "segment_additive_attention", "segment_attention",
+           "segment_matmul", "segment_softmax", "segment_spmm"]
 
 BACKENDS = ("reference", "cpu", "triton")
 _REDUCES = ("sum", "mean", "max")
@@ -117,6 +117,34 @@ def segment_attention(q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: flo
 
         return triton_ops.segment_attention(q, k, v, seg, scale)
     return reference.segment_attention(q, k, v, seg.ptr, seg.index, scale)
+
+
+def segment_additive_attention(a_dst: Tensor, a_src: Tensor, v: Tensor, seg: Segments,
+                               negative_slope: float = 0.2, backend: str | None = None) -> Tensor:
+    """Fused GAT-style attention from per-node score terms, per head.
+
+    ``a_dst`` ``[S, H]`` (one term per segment), ``a_src`` ``[N, H]``, ``v`` ``[N, H, Dv]``;
+    ``out[s] = sum_e softmax_e(leaky_relu(a_dst[s] + a_src[index[e]])) * v[index[e]]``,
+    ``[S, H, Dv]``. R-HGNN's and LATTE's relation attentions have this form. Fused backends never
+    build per-edge tensors; backward recomputes the scores.
+    """
+    for name, t in (("a_dst", a_dst), ("a_src", a_src), ("v", v)):
+        _check_float(name, t)
+    if a_dst.dim() != 2 or a_src.dim() != 2 or v.dim() != 3:
+        raise ValueError(f"expected a_dst [S, H], a_src [N, H], v [N, H, Dv]; got "
+                         f"{list(a_dst.shape)}, {list(a_src.shape)}, {list(v.shape)}")
+    if a_dst.size(0) != seg.num_segments or a_src.shape != v.shape[:2] or \
+            a_dst.size(1) != a_src.size(1):
+        raise ValueError(f"shapes do not agree: a_dst {list(a_dst.shape)}, a_src "
+                         f"{list(a_src.shape)}, v {list(v.shape)}, {seg.num_segments} segments")
+    seg.validate(v.size(0), "v")
+    name = backend_for(v, backend)
+    if name == "cpu" and not v.is_cuda:
+        from hgnn.ops import cpu
+
+        return cpu.segment_additive_attention(a_dst, a_src, v, seg, float(negative_slope))
+    return reference.segment_additive_attention(a_dst, a_src, v, seg.ptr, seg.index,
+                                                float(negative_slope))
 
 
 def segment_softmax(scores: Tensor, seg: Segments) -> Tensor:

@@ -83,6 +83,31 @@ class _Attention(torch.autograd.Function):
         return gq, gk, gv, None, None
 
 
+class _Additive(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a_dst: Tensor, a_src: Tensor, v: Tensor, seg: Segments, slope: float):
+        a_dst, a_src, v = a_dst.contiguous(), a_src.contiguous(), v.contiguous()
+        out, lse = _extension().additive_forward(a_dst, a_src, v, seg.ptr, seg.index, slope)
+        ctx.save_for_backward(a_dst, a_src, v, out, lse)
+        ctx.seg, ctx.slope = seg, slope
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        a_dst, a_src, v, out, lse = ctx.saved_tensors
+        seg = ctx.seg
+        tptr, tedge, tseg = seg.transpose()
+        gd, gs, gv = _extension().additive_backward(grad_out.contiguous(), a_dst, a_src, v, out,
+                                                    lse, seg.ptr, seg.index, tptr, tedge, tseg,
+                                                    ctx.slope)
+        return gd, gs, gv, None, None
+
+
+def segment_additive_attention(a_dst: Tensor, a_src: Tensor, v: Tensor, seg: Segments,
+                               slope: float) -> Tensor:
+    return _Additive.apply(a_dst, a_src, v, seg, slope)
+
+
 def segment_spmm(x: Tensor, seg: Segments, weight: Tensor | None, reduce: str) -> Tensor:
     return _SpMM.apply(x, weight, seg, reduce)
 

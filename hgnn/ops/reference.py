@@ -27,7 +27,7 @@ def segment_spmm(x: Tensor, ptr: Tensor, index: Tensor, weight: Tensor | None = 
     seg = _segment_ids(ptr)
     msg = x.index_select(0, index)
     if weight is not None:
-        msg = msg * weight.unsqueeze(-1)
+        msg = msg * weight.view(-1, *([1] * (x.dim() - 1)))
     num_segments = ptr.numel() - 1
     out = x.new_zeros((num_segments,) + tuple(x.shape[1:]))
     if reduce in ("sum", "mean"):
@@ -68,6 +68,22 @@ def segment_attention(q: Tensor, k: Tensor, v: Tensor, ptr: Tensor, index: Tenso
     alpha = segment_softmax(scores, ptr)
     msg = v.index_select(0, index) * alpha.unsqueeze(-1)
     return q.new_zeros((ptr.numel() - 1,) + tuple(v.shape[1:])).index_add(0, seg, msg)
+
+
+def segment_additive_attention(a_dst: Tensor, a_src: Tensor, v: Tensor, ptr: Tensor,
+                               index: Tensor, negative_slope: float = 0.2) -> Tensor:
+    """GAT-style attention from per-node terms, per head.
+
+    ``a_dst`` ``[S, H]``, ``a_src`` ``[N, H]``, ``v`` ``[N, H, Dv]``:
+    ``alpha_e = softmax_{e in seg(s)}(leaky_relu(a_dst[s] + a_src[index[e]]))``,
+    ``out[s] = sum_e alpha_e * v[index[e]]``; ``[S, H, Dv]``.
+    """
+    seg = _segment_ids(ptr)
+    scores = torch.nn.functional.leaky_relu(a_dst.index_select(0, seg) + a_src.index_select(0, index),
+                                            negative_slope)
+    alpha = segment_softmax(scores, ptr)
+    msg = v.index_select(0, index) * alpha.unsqueeze(-1)
+    return v.new_zeros((ptr.numel() - 1,) + tuple(v.shape[1:])).index_add(0, seg, msg)
 
 
 def segment_matmul(x: Tensor, ptr: Tensor, weight: Tensor) -> Tensor:

@@ -33,12 +33,14 @@ No kernel materialises an ``[E, F]``, ``[E, H]`` or ``[E, H, D]`` tensor; the la
 are ``arg [S, F]`` (max only), ``lse`` and ``delta`` ``[S, H]``. Loops over edges run in chunks
 with runtime bounds, so one huge segment or one hub source row costs a longer loop, not a larger
 compiled kernel. Feature dims are padded to powers of two with masks. float16/bfloat16 inputs
-(GPU) accumulate in float32; float64 accumulates in float64.
+(GPU) accumulate in float32; float64 accumulates in float64. Tile sizes are fixed, not autotuned.
+The backward passes are first-order only (``once_differentiable``).
 """
 from __future__ import annotations
 
-import functools
+import contextlib
 import os
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -58,25 +60,41 @@ _BLOCK_E = 16  # edges per chunk: a [BLOCK_E, BLOCK_F] tile per loop step
 _MAX_BLOCK_F = 128  # columns per spmm program; wider features use more programs on grid axis 1
 
 
-@functools.lru_cache(maxsize=1)
-def _triton_ok() -> bool:
-    return triton is not None
-
-
 def available() -> bool:
     """Whether the kernels can run: triton imports and there is a GPU, or the interpreter is on."""
+    if triton is None:
+        return False
     try:
-        if not _triton_ok():
-            return False
         return os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available()
     except Exception:  # a broken CUDA driver must not break the dispatch
         return False
 
 
-def _jit(fn):
+def _jit(fn: Callable) -> Callable:
     # Without triton the kernels stay plain functions that are never called; the annotations
     # (``tl.constexpr``) are strings thanks to ``from __future__ import annotations``.
     return triton.jit(fn) if triton is not None else fn
+
+
+# Reductions through ``tl.reduce`` with the standard library's own combine functions: the same
+# code as ``tl.sum``/``tl.max``/``tl.min`` for our float32/float64/int64 operands, but usable under
+# the interpreter even when ``triton.language`` was imported before ``TRITON_INTERPRET=1`` was set
+# (torch and torch_geometric import triton early; ``tl.sum`` is then a compiled-only JITFunction
+# that the interpreter cannot call, while ``tl.reduce`` is a builtin the interpreter patches, and
+# it recognises these combine functions and reduces with numpy).
+@_jit
+def _sum(x, axis: tl.constexpr):
+    return tl.reduce(x, axis, tl.standard._sum_combine)
+
+
+@_jit
+def _max(x, axis: tl.constexpr):
+    return tl.reduce(x, axis, tl.standard._elementwise_max)
+
+
+@_jit
+def _min(x, axis: tl.constexpr):
+    return tl.reduce(x, axis, tl.standard._elementwise_min)
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,7 +111,7 @@ def _spmm_fwd_kernel(x_ptr, w_ptr, ptr_ptr, index_ptr, out_ptr, arg_ptr, F,
     lo = tl.load(ptr_ptr + s)
     hi = tl.load(ptr_ptr + s + 1)
     offs_e = tl.arange(0, BLOCK_E)
-    acc = tl.zeros([BLOCK_F], dtype=ACC)
+    acc = tl.full([BLOCK_F], 0.0, ACC)
     best = tl.full([BLOCK_F], float("-inf"), ACC)
     arg = tl.full([BLOCK_F], -1, tl.int64)
     for start in range(lo, hi, BLOCK_E):
@@ -107,16 +125,16 @@ def _spmm_fwd_kernel(x_ptr, w_ptr, ptr_ptr, index_ptr, out_ptr, arg_ptr, F,
             val = val * w[:, None]
         if REDUCE == 2:
             val = tl.where(m2, val, float("-inf"))
-            cmax = tl.max(val, axis=0)
+            cmax = _max(val, 0)
             # First edge of the chunk attaining the chunk max (explicit, not tl.argmax, so the
             # tie rule does not depend on the triton version).
-            first = tl.min(tl.where(val == cmax[None, :], e[:, None], hi), axis=0)
+            first = _min(tl.where(val == cmax[None, :], e[:, None], hi), 0)
             # Strictly greater: on a tie across chunks the earlier chunk's edge is kept.
             better = cmax > best
             arg = tl.where(better, first, arg)
             best = tl.where(better, cmax, best)
         else:
-            acc += tl.sum(val, axis=0)
+            acc += _sum(val, 0)
     out_row = out_ptr + s * F + cols
     if REDUCE == 2:
         # Empty segments give zeros (best is still -inf there).
@@ -139,7 +157,7 @@ def _spmm_grad_x_kernel(g_ptr, w_ptr, ptr_ptr, tptr_ptr, tedge_ptr, tseg_ptr, ar
     lo = tl.load(tptr_ptr + n)
     hi = tl.load(tptr_ptr + n + 1)
     offs = tl.arange(0, BLOCK_E)
-    acc = tl.zeros([BLOCK_F], dtype=ACC)
+    acc = tl.full([BLOCK_F], 0.0, ACC)
     # Source row n gathers from the segments of its own edges: this program is the only writer
     # of grad_x[n, cols], hence no atomics.
     for start in range(lo, hi, BLOCK_E):
@@ -160,7 +178,7 @@ def _spmm_grad_x_kernel(g_ptr, w_ptr, ptr_ptr, tptr_ptr, tedge_ptr, tseg_ptr, ar
         if REDUCE == 2:
             a = tl.load(arg_ptr + s[:, None] * F + cols[None, :], mask=m2, other=-1)
             g = tl.where(a == e[:, None], g, 0.0)
-        acc += tl.sum(g * coef[:, None], axis=0)
+        acc += _sum(g * coef[:, None], 0)
     tl.store(gx_ptr + n * F + cols, acc.to(gx_ptr.dtype.element_ty), mask=cmask)
 
 
@@ -174,7 +192,7 @@ def _spmm_grad_w_kernel(x_ptr, g_ptr, ptr_ptr, index_ptr, tedge_ptr, tseg_ptr, a
     e = tl.load(tedge_ptr + j, mask=jmask, other=0)
     s = tl.load(tseg_ptr + j, mask=jmask, other=0)
     n = tl.load(index_ptr + e, mask=jmask, other=0)
-    acc = tl.zeros([BLOCK_E], dtype=ACC)
+    acc = tl.full([BLOCK_E], 0.0, ACC)
     for f0 in range(0, F, BLOCK_F):
         cols = f0 + tl.arange(0, BLOCK_F)
         m2 = jmask[:, None] & (cols < F)[None, :]
@@ -184,7 +202,7 @@ def _spmm_grad_w_kernel(x_ptr, g_ptr, ptr_ptr, index_ptr, tedge_ptr, tseg_ptr, a
         if REDUCE == 2:
             a = tl.load(arg_ptr + s[:, None] * F + cols[None, :], mask=m2, other=-1)
             prod = tl.where(a == e[:, None], prod, 0.0)
-        acc += tl.sum(prod, axis=1)
+        acc += _sum(prod, 1)
     if REDUCE == 1:
         cnt = tl.load(ptr_ptr + s + 1, mask=jmask, other=1) - tl.load(ptr_ptr + s, mask=jmask,
                                                                        other=0)
@@ -214,23 +232,23 @@ def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, ptr_ptr, index_ptr, out_ptr, lse_ptr, 
     hi = tl.load(ptr_ptr + s + 1)
     qv = tl.load(q_ptr + sh * D + offs_d, mask=dmask, other=0.0).to(ACC)
     m = tl.full([], float("-inf"), ACC)  # running max of the scores
-    den = tl.zeros([], dtype=ACC)  # running softmax denominator, relative to m
-    acc = tl.zeros([BLOCK_DV], dtype=ACC)  # running numerator, relative to m
+    den = tl.full([], 0.0, ACC)  # running softmax denominator, relative to m
+    acc = tl.full([BLOCK_DV], 0.0, ACC)  # running numerator, relative to m
     for start in range(lo, hi, BLOCK_E):
         e = start + offs_e
         emask = e < hi
         nh = tl.load(index_ptr + e, mask=emask, other=0) * H + h
         kt = tl.load(k_ptr + nh[:, None] * D + offs_d[None, :],
                      mask=emask[:, None] & dmask[None, :], other=0.0).to(ACC)
-        score = tl.sum(kt * qv[None, :], axis=1) * scale
+        score = _sum(kt * qv[None, :], 1) * scale
         score = tl.where(emask, score, float("-inf"))
-        m_new = tl.maximum(m, tl.max(score, axis=0))
+        m_new = tl.maximum(m, _max(score, 0))
         decay = tl.exp(m - m_new)  # exp(-inf) = 0 on the first chunk
         p = tl.exp(score - m_new)  # masked edges: exp(-inf) = 0
         vt = tl.load(v_ptr + nh[:, None] * DV + offs_v[None, :],
                      mask=emask[:, None] & vmask[None, :], other=0.0).to(ACC)
-        acc = acc * decay + tl.sum(p[:, None] * vt, axis=0)
-        den = den * decay + tl.sum(p, axis=0)
+        acc = acc * decay + _sum(p[:, None] * vt, 0)
+        den = den * decay + _sum(p, 0)
         m = m_new
     nonempty = hi > lo
     # Empty segments: zeros out and lse = -inf (the backward then gives zero gradients).
@@ -259,11 +277,11 @@ def _attn_bwd_seg_kernel(go_ptr, q_ptr, k_ptr, v_ptr, out_ptr, lse_ptr, ptr_ptr,
     ov = tl.load(out_ptr + sh * DV + offs_v, mask=vmask, other=0.0).to(ACC)
     # d softmax: dscore_e = alpha_e * (<dO, v_e> - sum_e' alpha_e' <dO, v_e'>), and the sum is
     # <dO, O>, so one dot product replaces a pass over the edges.
-    delta = tl.sum(go * ov, axis=0)
+    delta = _sum(go * ov, 0)
     tl.store(delta_ptr + sh, delta)
     qv = tl.load(q_ptr + sh * D + offs_d, mask=dmask, other=0.0).to(ACC)
     lse = tl.load(lse_ptr + sh)
-    dq = tl.zeros([BLOCK_D], dtype=ACC)
+    dq = tl.full([BLOCK_D], 0.0, ACC)
     for start in range(lo, hi, BLOCK_E):
         e = start + offs_e
         emask = e < hi
@@ -272,11 +290,11 @@ def _attn_bwd_seg_kernel(go_ptr, q_ptr, k_ptr, v_ptr, out_ptr, lse_ptr, ptr_ptr,
                      mask=emask[:, None] & dmask[None, :], other=0.0).to(ACC)
         vt = tl.load(v_ptr + nh[:, None] * DV + offs_v[None, :],
                      mask=emask[:, None] & vmask[None, :], other=0.0).to(ACC)
-        score = tl.sum(kt * qv[None, :], axis=1) * scale
+        score = _sum(kt * qv[None, :], 1) * scale
         alpha = tl.where(emask, tl.exp(score - lse), 0.0)
-        dalpha = tl.sum(vt * go[None, :], axis=1)
+        dalpha = _sum(vt * go[None, :], 1)
         ds = alpha * (dalpha - delta) * scale
-        dq += tl.sum(ds[:, None] * kt, axis=0)
+        dq += _sum(ds[:, None] * kt, 0)
     tl.store(gq_ptr + sh * D + offs_d, dq.to(gq_ptr.dtype.element_ty), mask=dmask)
 
 
@@ -297,8 +315,8 @@ def _attn_bwd_src_kernel(go_ptr, q_ptr, k_ptr, v_ptr, lse_ptr, delta_ptr, tptr_p
     hi = tl.load(tptr_ptr + n + 1)
     kv = tl.load(k_ptr + nh * D + offs_d, mask=dmask, other=0.0).to(ACC)
     vv = tl.load(v_ptr + nh * DV + offs_v, mask=vmask, other=0.0).to(ACC)
-    dk = tl.zeros([BLOCK_D], dtype=ACC)
-    dv = tl.zeros([BLOCK_DV], dtype=ACC)
+    dk = tl.full([BLOCK_D], 0.0, ACC)
+    dv = tl.full([BLOCK_DV], 0.0, ACC)
     # One program per (source row, head) over that row's edges (multi-edges count once each):
     # the only writer of dk[n, h] and dv[n, h], hence no atomics.
     for start in range(lo, hi, BLOCK_E):
@@ -311,12 +329,12 @@ def _attn_bwd_src_kernel(go_ptr, q_ptr, k_ptr, v_ptr, lse_ptr, delta_ptr, tptr_p
                       mask=jmask[:, None] & vmask[None, :], other=0.0).to(ACC)
         lse = tl.load(lse_ptr + sh, mask=jmask, other=0.0)
         delta = tl.load(delta_ptr + sh, mask=jmask, other=0.0)
-        score = tl.sum(qt * kv[None, :], axis=1) * scale
+        score = _sum(qt * kv[None, :], 1) * scale
         alpha = tl.where(jmask, tl.exp(score - lse), 0.0)
-        dalpha = tl.sum(got * vv[None, :], axis=1)
+        dalpha = _sum(got * vv[None, :], 1)
         ds = alpha * (dalpha - delta) * scale
-        dk += tl.sum(ds[:, None] * qt, axis=0)
-        dv += tl.sum(alpha[:, None] * got, axis=0)
+        dk += _sum(ds[:, None] * qt, 0)
+        dv += _sum(alpha[:, None] * got, 0)
     tl.store(gk_ptr + nh * D + offs_d, dk.to(gk_ptr.dtype.element_ty), mask=dmask)
     tl.store(gv_ptr + nh * DV + offs_v, dv.to(gv_ptr.dtype.element_ty), mask=vmask)
 
@@ -325,7 +343,7 @@ def _attn_bwd_src_kernel(go_ptr, q_ptr, k_ptr, v_ptr, lse_ptr, delta_ptr, tptr_p
 # autograd wrappers
 # --------------------------------------------------------------------------------------------
 
-def _acc_dtype(dtype: torch.dtype):
+def _acc_dtype(dtype: torch.dtype) -> tl.dtype:
     # Half precisions accumulate in float32; float64 keeps float64 (gradcheck needs it).
     return tl.float64 if dtype == torch.float64 else tl.float32
 
@@ -340,10 +358,8 @@ def _check_device(t: Tensor, seg: Segments) -> None:
                          "move them with seg.to(device) once and reuse the result")
 
 
-def _device_ctx(t: Tensor):
+def _device_ctx(t: Tensor) -> contextlib.AbstractContextManager:
     # Triton launches on the current CUDA device; make it the tensor's device.
-    import contextlib
-
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 

@@ -250,9 +250,122 @@ std::vector<torch::Tensor> attention_backward(torch::Tensor grad_out, torch::Ten
   return {grad_q, grad_k, grad_v};
 }
 
+// Additive (GAT-style) attention: score = leaky_relu(a_dst[s, h] + a_src[n, h]); softmax per
+// segment and head; out[s, h] = sum_e alpha_e v[n, h]. a_dst [S, H], a_src [N, H], v [N, H, Dv].
+std::vector<torch::Tensor> additive_forward(torch::Tensor a_dst, torch::Tensor a_src,
+                                            torch::Tensor v, torch::Tensor ptr, torch::Tensor index,
+                                            double slope) {
+  const int64_t S = ptr.numel() - 1, H = a_dst.size(1), Dv = v.size(2);
+  auto out = torch::zeros({S, H, Dv}, v.options());
+  auto lse = torch::full({S, H}, -std::numeric_limits<double>::infinity(), v.options());
+  const int64_t* p = ptr.data_ptr<int64_t>();
+  const int64_t* idx = index.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "additive_forward", [&] {
+    const scalar_t *AD = a_dst.data_ptr<scalar_t>(), *AS = a_src.data_ptr<scalar_t>();
+    const scalar_t* V = v.data_ptr<scalar_t>();
+    scalar_t *O = out.data_ptr<scalar_t>(), *L = lse.data_ptr<scalar_t>();
+    const scalar_t sl = static_cast<scalar_t>(slope);
+    at::parallel_for(0, S, kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t s = begin; s < end; ++s) {
+        if (p[s] == p[s + 1]) continue;
+        for (int64_t h = 0; h < H; ++h) {
+          scalar_t* o = O + (s * H + h) * Dv;
+          scalar_t m = -std::numeric_limits<scalar_t>::infinity(), l = 0;
+          for (int64_t e = p[s]; e < p[s + 1]; ++e) {
+            const int64_t n = idx[e];
+            scalar_t score = AD[s * H + h] + AS[n * H + h];
+            score = score > 0 ? score : sl * score;
+            const scalar_t m_new = score > m ? score : m;
+            const scalar_t decay = std::exp(m - m_new), wgt = std::exp(score - m_new);
+            const scalar_t* vh = V + (n * H + h) * Dv;
+            for (int64_t d = 0; d < Dv; ++d) o[d] = o[d] * decay + wgt * vh[d];
+            l = l * decay + wgt;
+            m = m_new;
+          }
+          for (int64_t d = 0; d < Dv; ++d) o[d] /= l;
+          L[s * H + h] = m + std::log(l);
+        }
+      }
+    });
+  });
+  return {out, lse};
+}
+
+std::vector<torch::Tensor> additive_backward(torch::Tensor grad_out, torch::Tensor a_dst,
+                                             torch::Tensor a_src, torch::Tensor v,
+                                             torch::Tensor out, torch::Tensor lse,
+                                             torch::Tensor ptr, torch::Tensor index,
+                                             torch::Tensor tptr, torch::Tensor tedge,
+                                             torch::Tensor tseg, double slope) {
+  const int64_t S = ptr.numel() - 1, H = a_dst.size(1), Dv = v.size(2), N = v.size(0);
+  auto g_dst = torch::zeros_like(a_dst), g_src = torch::zeros_like(a_src);
+  auto g_v = torch::zeros_like(v);
+  auto delta = torch::zeros({S, H}, v.options());
+  const int64_t* p = ptr.data_ptr<int64_t>();
+  const int64_t* idx = index.data_ptr<int64_t>();
+  const int64_t* tp = tptr.data_ptr<int64_t>();
+  const int64_t* ts = tseg.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "additive_backward", [&] {
+    const scalar_t *GO = grad_out.data_ptr<scalar_t>(), *AD = a_dst.data_ptr<scalar_t>();
+    const scalar_t *AS = a_src.data_ptr<scalar_t>(), *V = v.data_ptr<scalar_t>();
+    const scalar_t *O = out.data_ptr<scalar_t>(), *L = lse.data_ptr<scalar_t>();
+    scalar_t *GD = g_dst.data_ptr<scalar_t>(), *GS = g_src.data_ptr<scalar_t>();
+    scalar_t *GV = g_v.data_ptr<scalar_t>(), *DL = delta.data_ptr<scalar_t>();
+    const scalar_t sl = static_cast<scalar_t>(slope);
+    // Pass 1, per segment: delta = <dO, O> and the gradient of a_dst.
+    at::parallel_for(0, S, kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t s = begin; s < end; ++s) {
+        for (int64_t h = 0; h < H; ++h) {
+          const int64_t sh = s * H + h;
+          const scalar_t* go = GO + sh * Dv;
+          scalar_t dl = 0;
+          for (int64_t d = 0; d < Dv; ++d) dl += go[d] * O[sh * Dv + d];
+          DL[sh] = dl;
+          scalar_t gd = 0;
+          for (int64_t e = p[s]; e < p[s + 1]; ++e) {
+            const int64_t n = idx[e];
+            const scalar_t raw = AD[sh] + AS[n * H + h];
+            const scalar_t score = raw > 0 ? raw : sl * raw;
+            const scalar_t* vh = V + (n * H + h) * Dv;
+            scalar_t dalpha = 0;
+            for (int64_t d = 0; d < Dv; ++d) dalpha += go[d] * vh[d];
+            const scalar_t alpha = std::exp(score - L[sh]);
+            gd += alpha * (dalpha - dl) * (raw > 0 ? scalar_t(1) : sl);
+          }
+          GD[sh] = gd;
+        }
+      }
+    });
+    // Pass 2, per source row through the transpose: a_src and v.
+    at::parallel_for(0, N, kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; ++n) {
+        for (int64_t j = tp[n]; j < tp[n + 1]; ++j) {
+          const int64_t s = ts[j];
+          for (int64_t h = 0; h < H; ++h) {
+            const int64_t sh = s * H + h, nh = n * H + h;
+            const scalar_t raw = AD[sh] + AS[nh];
+            const scalar_t score = raw > 0 ? raw : sl * raw;
+            const scalar_t* go = GO + sh * Dv;
+            const scalar_t* vh = V + nh * Dv;
+            scalar_t dalpha = 0;
+            for (int64_t d = 0; d < Dv; ++d) dalpha += go[d] * vh[d];
+            const scalar_t alpha = std::exp(score - L[sh]);
+            GS[nh] += alpha * (dalpha - DL[sh]) * (raw > 0 ? scalar_t(1) : sl);
+            scalar_t* gv = GV + nh * Dv;
+            for (int64_t d = 0; d < Dv; ++d) gv[d] += alpha * go[d];
+          }
+        }
+      }
+    });
+  });
+  return {g_dst, g_src, g_v};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("spmm_forward", &spmm_forward);
   m.def("spmm_backward", &spmm_backward);
   m.def("attention_forward", &attention_forward);
   m.def("attention_backward", &attention_backward);
+  m.def("additive_forward", &additive_forward);
+  m.def("additive_backward", &additive_backward);
 }
