@@ -147,27 +147,34 @@ std::vector<torch::Tensor> attention_forward(torch::Tensor q, torch::Tensor k, t
     scalar_t* L = lse.data_ptr<scalar_t>();
     const scalar_t sc = static_cast<scalar_t>(scale);
     at::parallel_for(0, S, kGrain, [&](int64_t begin, int64_t end) {
+      // Edge-outer, head-inner: each source row (all heads) is read once per edge.
+      std::vector<scalar_t> m(H), l(H);
       for (int64_t s = begin; s < end; ++s) {
         if (p[s] == p[s + 1]) continue;
-        for (int64_t h = 0; h < H; ++h) {
-          const scalar_t* qh = Q + (s * H + h) * D;
-          scalar_t* o = O + (s * H + h) * Dv;
-          scalar_t m = -std::numeric_limits<scalar_t>::infinity(), l = 0;
-          for (int64_t e = p[s]; e < p[s + 1]; ++e) {
-            const int64_t n = idx[e];
-            const scalar_t* kh = K + (n * H + h) * D;
+        const scalar_t* qs = Q + s * H * D;
+        scalar_t* os = O + s * H * Dv;
+        std::fill(m.begin(), m.end(), -std::numeric_limits<scalar_t>::infinity());
+        std::fill(l.begin(), l.end(), scalar_t(0));
+        for (int64_t e = p[s]; e < p[s + 1]; ++e) {
+          const int64_t n = idx[e];
+          const scalar_t* kn = K + n * H * D;
+          const scalar_t* vn = V + n * H * Dv;
+          for (int64_t h = 0; h < H; ++h) {
             scalar_t score = 0;
-            for (int64_t d = 0; d < D; ++d) score += qh[d] * kh[d];
+            for (int64_t d = 0; d < D; ++d) score += qs[h * D + d] * kn[h * D + d];
             score *= sc;
-            const scalar_t m_new = score > m ? score : m;
-            const scalar_t decay = std::exp(m - m_new), wgt = std::exp(score - m_new);
-            const scalar_t* vh = V + (n * H + h) * Dv;
+            const scalar_t m_new = score > m[h] ? score : m[h];
+            const scalar_t decay = std::exp(m[h] - m_new), wgt = std::exp(score - m_new);
+            scalar_t* o = os + h * Dv;
+            const scalar_t* vh = vn + h * Dv;
             for (int64_t d = 0; d < Dv; ++d) o[d] = o[d] * decay + wgt * vh[d];
-            l = l * decay + wgt;
-            m = m_new;
+            l[h] = l[h] * decay + wgt;
+            m[h] = m_new;
           }
-          for (int64_t d = 0; d < Dv; ++d) o[d] /= l;
-          L[s * H + h] = m + std::log(l);
+        }
+        for (int64_t h = 0; h < H; ++h) {
+          for (int64_t d = 0; d < Dv; ++d) os[h * Dv + d] /= l[h];
+          L[s * H + h] = m[h] + std::log(l[h]);
         }
       }
     });
@@ -198,26 +205,29 @@ std::vector<torch::Tensor> attention_backward(torch::Tensor grad_out, torch::Ten
     scalar_t *GQ = grad_q.data_ptr<scalar_t>(), *GK = grad_k.data_ptr<scalar_t>();
     scalar_t *GV = grad_v.data_ptr<scalar_t>(), *DL = delta.data_ptr<scalar_t>();
     const scalar_t sc = static_cast<scalar_t>(scale);
-    // Pass 1, per segment: delta = <dO, O>, and dq = sum_e dscore_e * scale * k_e.
+    // Pass 1, per segment: delta = <dO, O>, and dq = sum_e dscore_e * scale * k_e (edge-outer, so
+    // each source row is read once per edge for all heads).
     at::parallel_for(0, S, kGrain, [&](int64_t begin, int64_t end) {
       for (int64_t s = begin; s < end; ++s) {
         for (int64_t h = 0; h < H; ++h) {
           const int64_t sh = s * H + h;
-          const scalar_t* go = GO + sh * Dv;
           scalar_t dl = 0;
-          for (int64_t d = 0; d < Dv; ++d) dl += go[d] * O[sh * Dv + d];
+          for (int64_t d = 0; d < Dv; ++d) dl += GO[sh * Dv + d] * O[sh * Dv + d];
           DL[sh] = dl;
-          const scalar_t* qh = Q + sh * D;
-          scalar_t* gq = GQ + sh * D;
-          for (int64_t e = p[s]; e < p[s + 1]; ++e) {
-            const int64_t n = idx[e];
+        }
+        for (int64_t e = p[s]; e < p[s + 1]; ++e) {
+          const int64_t n = idx[e];
+          for (int64_t h = 0; h < H; ++h) {
+            const int64_t sh = s * H + h;
+            const scalar_t *qh = Q + sh * D, *go = GO + sh * Dv;
             const scalar_t* kh = K + (n * H + h) * D;
             const scalar_t* vh = V + (n * H + h) * Dv;
             scalar_t score = 0, dalpha = 0;
             for (int64_t d = 0; d < D; ++d) score += qh[d] * kh[d];
             for (int64_t d = 0; d < Dv; ++d) dalpha += go[d] * vh[d];
             const scalar_t alpha = std::exp(score * sc - L[sh]);
-            const scalar_t ds = alpha * (dalpha - dl) * sc;
+            const scalar_t ds = alpha * (dalpha - DL[sh]) * sc;
+            scalar_t* gq = GQ + sh * D;
             for (int64_t d = 0; d < D; ++d) gq[d] += ds * kh[d];
           }
         }
