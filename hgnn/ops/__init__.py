@@ -143,6 +143,10 @@ def segment_additive_attention(a_dst: Tensor, a_src: Tensor, v: Tensor, seg: Seg
         from hgnn.ops import cpu
 
         return cpu.segment_additive_attention(a_dst, a_src, v, seg, float(negative_slope))
+    if name == "triton":
+        from hgnn.ops import triton_ops
+
+        return triton_ops.segment_additive_attention(a_dst, a_src, v, seg, float(negative_slope))
     return reference.segment_additive_attention(a_dst, a_src, v, seg.ptr, seg.index,
                                                 float(negative_slope))
 

@@ -1,4 +1,5 @@
-"""Triton backend: fused segment SpMM and segment attention kernels, forward and backward.
+"""Triton backend: fused segment SpMM, segment attention and additive (GAT-style) attention
+kernels, forward and backward.
 
 The kernels run on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (how the tests
 check them on machines without a GPU). They mirror the CPU backend (:mod:`hgnn.ops.cpu`): the
@@ -28,6 +29,12 @@ are deterministic and every output can start as ``torch.empty``.
   pass 1, grid ``(S, H)``: ``delta = <dO, O>`` and ``dq = scale * sum_e dscore_e k_e``; pass 2,
   grid ``(N, H)`` through the transpose: ``dk = scale * sum_e dscore_e q_seg(e)`` and
   ``dv = sum_e alpha_e dO_seg(e)``, with ``dscore_e = alpha_e (<dO, v_e> - delta)``.
+* ``segment_additive_attention`` has the same structure with the score
+  ``leaky_relu(a_dst[s] + a_src[index[e]])`` (one scalar load per edge instead of a dot product):
+  forward grid ``(S, H)`` (online softmax, ``out`` and ``lse``); backward pass 1, grid ``(S, H)``:
+  ``delta`` and ``d a_dst = sum_e dscore_e``; pass 2, grid ``(N, H)`` through the transpose:
+  ``d a_src = sum_e dscore_e`` and ``dv = sum_e alpha_e dO_seg(e)``, with
+  ``dscore_e = alpha_e (<dO, v_e> - delta) * (1 if raw_e > 0 else negative_slope)``.
 
 No kernel materialises an ``[E, F]``, ``[E, H]`` or ``[E, H, D]`` tensor; the largest temporaries
 are ``arg [S, F]`` (max only), ``lse`` and ``delta`` ``[S, H]``. Loops over edges run in chunks
@@ -340,6 +347,125 @@ def _attn_bwd_src_kernel(go_ptr, q_ptr, k_ptr, v_ptr, lse_ptr, delta_ptr, tptr_p
 
 
 # --------------------------------------------------------------------------------------------
+# segment_additive_attention kernels
+# --------------------------------------------------------------------------------------------
+
+@_jit
+def _add_fwd_kernel(ad_ptr, as_ptr, v_ptr, ptr_ptr, index_ptr, out_ptr, lse_ptr, H, DV,
+                    slope_ptr, ACC: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_DV: tl.constexpr):
+    s = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    sh = s * H + h
+    # the slope is read from a tensor, like the attention scale (float64 precision)
+    slope = tl.load(slope_ptr)
+    offs_v = tl.arange(0, BLOCK_DV)
+    vmask = offs_v < DV
+    offs_e = tl.arange(0, BLOCK_E)
+    lo = tl.load(ptr_ptr + s)
+    hi = tl.load(ptr_ptr + s + 1)
+    ad = tl.load(ad_ptr + sh).to(ACC)
+    m = tl.full([], float("-inf"), ACC)  # running max of the scores
+    den = tl.full([], 0.0, ACC)  # running softmax denominator, relative to m
+    acc = tl.full([BLOCK_DV], 0.0, ACC)  # running numerator, relative to m
+    for start in range(lo, hi, BLOCK_E):
+        e = start + offs_e
+        emask = e < hi
+        nh = tl.load(index_ptr + e, mask=emask, other=0) * H + h
+        raw = ad + tl.load(as_ptr + nh, mask=emask, other=0.0).to(ACC)
+        score = tl.where(raw > 0, raw, raw * slope)
+        score = tl.where(emask, score, float("-inf"))
+        m_new = tl.maximum(m, _max(score, 0))
+        decay = tl.exp(m - m_new)  # exp(-inf) = 0 on the first chunk
+        p = tl.exp(score - m_new)  # masked edges: exp(-inf) = 0
+        vt = tl.load(v_ptr + nh[:, None] * DV + offs_v[None, :],
+                     mask=emask[:, None] & vmask[None, :], other=0.0).to(ACC)
+        acc = acc * decay + _sum(p[:, None] * vt, 0)
+        den = den * decay + _sum(p, 0)
+        m = m_new
+    nonempty = hi > lo
+    # Empty segments: zeros out and lse = -inf (the backward then gives zero gradients).
+    o = tl.where(nonempty, acc / tl.where(nonempty, den, 1.0), 0.0)
+    lse = tl.where(nonempty, m + tl.log(tl.where(nonempty, den, 1.0)), float("-inf"))
+    tl.store(out_ptr + sh * DV + offs_v, o.to(out_ptr.dtype.element_ty), mask=vmask)
+    tl.store(lse_ptr + sh, lse)
+
+
+@_jit
+def _add_bwd_seg_kernel(go_ptr, ad_ptr, as_ptr, v_ptr, out_ptr, lse_ptr, ptr_ptr, index_ptr,
+                        delta_ptr, gd_ptr, H, DV, slope_ptr, ACC: tl.constexpr,
+                        BLOCK_E: tl.constexpr, BLOCK_DV: tl.constexpr):
+    s = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    sh = s * H + h
+    slope = tl.load(slope_ptr)
+    offs_v = tl.arange(0, BLOCK_DV)
+    vmask = offs_v < DV
+    offs_e = tl.arange(0, BLOCK_E)
+    lo = tl.load(ptr_ptr + s)
+    hi = tl.load(ptr_ptr + s + 1)
+    go = tl.load(go_ptr + sh * DV + offs_v, mask=vmask, other=0.0).to(ACC)
+    ov = tl.load(out_ptr + sh * DV + offs_v, mask=vmask, other=0.0).to(ACC)
+    delta = _sum(go * ov, 0)  # sum_e alpha_e <dO, v_e>, as in the dot-product attention
+    tl.store(delta_ptr + sh, delta)
+    ad = tl.load(ad_ptr + sh).to(ACC)
+    lse = tl.load(lse_ptr + sh)
+    gd = tl.full([], 0.0, ACC)
+    for start in range(lo, hi, BLOCK_E):
+        e = start + offs_e
+        emask = e < hi
+        nh = tl.load(index_ptr + e, mask=emask, other=0) * H + h
+        vt = tl.load(v_ptr + nh[:, None] * DV + offs_v[None, :],
+                     mask=emask[:, None] & vmask[None, :], other=0.0).to(ACC)
+        raw = ad + tl.load(as_ptr + nh, mask=emask, other=0.0).to(ACC)
+        pos = raw > 0
+        score = tl.where(pos, raw, raw * slope)
+        alpha = tl.where(emask, tl.exp(score - lse), 0.0)
+        dalpha = _sum(vt * go[None, :], 1)
+        ds = alpha * (dalpha - delta) * tl.where(pos, 1.0, slope)
+        gd += _sum(ds, 0)
+    tl.store(gd_ptr + sh, gd.to(gd_ptr.dtype.element_ty))
+
+
+@_jit
+def _add_bwd_src_kernel(go_ptr, ad_ptr, as_ptr, v_ptr, lse_ptr, delta_ptr, tptr_ptr, tseg_ptr,
+                        gs_ptr, gv_ptr, H, DV, slope_ptr, ACC: tl.constexpr,
+                        BLOCK_E: tl.constexpr, BLOCK_DV: tl.constexpr):
+    n = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    nh = n * H + h
+    slope = tl.load(slope_ptr)
+    offs_v = tl.arange(0, BLOCK_DV)
+    vmask = offs_v < DV
+    offs = tl.arange(0, BLOCK_E)
+    lo = tl.load(tptr_ptr + n)
+    hi = tl.load(tptr_ptr + n + 1)
+    asv = tl.load(as_ptr + nh).to(ACC)
+    vv = tl.load(v_ptr + nh * DV + offs_v, mask=vmask, other=0.0).to(ACC)
+    gs = tl.full([], 0.0, ACC)
+    dv = tl.full([BLOCK_DV], 0.0, ACC)
+    # One program per (source row, head) over that row's edges (multi-edges count once each):
+    # the only writer of d a_src[n, h] and dv[n, h], hence no atomics.
+    for start in range(lo, hi, BLOCK_E):
+        j = start + offs
+        jmask = j < hi
+        sh = tl.load(tseg_ptr + j, mask=jmask, other=0) * H + h
+        got = tl.load(go_ptr + sh[:, None] * DV + offs_v[None, :],
+                      mask=jmask[:, None] & vmask[None, :], other=0.0).to(ACC)
+        lse = tl.load(lse_ptr + sh, mask=jmask, other=0.0)
+        delta = tl.load(delta_ptr + sh, mask=jmask, other=0.0)
+        raw = tl.load(ad_ptr + sh, mask=jmask, other=0.0).to(ACC) + asv
+        pos = raw > 0
+        score = tl.where(pos, raw, raw * slope)
+        alpha = tl.where(jmask, tl.exp(score - lse), 0.0)
+        dalpha = _sum(got * vv[None, :], 1)
+        ds = alpha * (dalpha - delta) * tl.where(pos, 1.0, slope)
+        gs += _sum(ds, 0)
+        dv += _sum(alpha[:, None] * got, 0)
+    tl.store(gs_ptr + nh, gs.to(gs_ptr.dtype.element_ty))
+    tl.store(gv_ptr + nh * DV + offs_v, dv.to(gv_ptr.dtype.element_ty), mask=vmask)
+
+
+# --------------------------------------------------------------------------------------------
 # autograd wrappers
 # --------------------------------------------------------------------------------------------
 
@@ -468,6 +594,54 @@ class _Attention(torch.autograd.Function):
         return gq, gk, gv, None, None
 
 
+class _Additive(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a_dst: Tensor, a_src: Tensor, v: Tensor, seg: Segments,
+                slope: float) -> Tensor:
+        _check_device(v, seg)
+        a_dst, a_src, v = a_dst.contiguous(), a_src.contiguous(), v.contiguous()
+        S, H = a_dst.shape
+        Dv = v.size(2)
+        acc = _acc_dtype(v.dtype)
+        out = torch.empty(S, H, Dv, dtype=v.dtype, device=v.device)
+        # lse and the slope in the accumulation dtype (float64 stays exact, as for attention).
+        acc_dtype = torch.float64 if v.dtype == torch.float64 else torch.float32
+        lse = torch.empty(S, H, dtype=acc_dtype, device=v.device)
+        slope_t = torch.full((1,), slope, dtype=acc_dtype, device=v.device)
+        if S > 0 and H > 0:
+            with _device_ctx(v):
+                _add_fwd_kernel[(S, H)](
+                    a_dst, a_src, v, seg.ptr, seg.index, out, lse, H, Dv, slope_t, ACC=acc,
+                    BLOCK_E=_BLOCK_E, BLOCK_DV=_pow2(Dv, 16))
+        ctx.save_for_backward(a_dst, a_src, v, out, lse, slope_t)
+        ctx.seg = seg
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        a_dst, a_src, v, out, lse, slope_t = ctx.saved_tensors
+        seg = ctx.seg
+        S, H = a_dst.shape
+        N, Dv = v.size(0), v.size(2)
+        go = grad_out.contiguous()
+        tptr, _, tseg = seg.transpose()
+        acc = _acc_dtype(v.dtype)
+        gd, gs, gv = torch.empty_like(a_dst), torch.empty_like(a_src), torch.empty_like(v)
+        delta = torch.empty_like(lse)
+        blocks = dict(BLOCK_E=_BLOCK_E, BLOCK_DV=_pow2(Dv, 16))
+        with _device_ctx(v):
+            if S > 0 and H > 0:
+                _add_bwd_seg_kernel[(S, H)](
+                    go, a_dst, a_src, v, out, lse, seg.ptr, seg.index, delta, gd, H, Dv, slope_t,
+                    ACC=acc, **blocks)
+            if N > 0 and H > 0:
+                _add_bwd_src_kernel[(N, H)](
+                    go, a_dst, a_src, v, lse, delta, tptr, tseg, gs, gv, H, Dv, slope_t, ACC=acc,
+                    **blocks)
+        return gd, gs, gv, None, None
+
+
 def segment_spmm(x: Tensor, seg: Segments, weight: Tensor | None, reduce: str) -> Tensor:
     """Fused :func:`hgnn.ops.segment_spmm` (arguments checked by the dispatch)."""
     return _SpMM.apply(x, weight, seg, reduce)
@@ -476,3 +650,9 @@ def segment_spmm(x: Tensor, seg: Segments, weight: Tensor | None, reduce: str) -
 def segment_attention(q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: float) -> Tensor:
     """Fused :func:`hgnn.ops.segment_attention` (arguments checked by the dispatch)."""
     return _Attention.apply(q, k, v, seg, float(scale))
+
+
+def segment_additive_attention(a_dst: Tensor, a_src: Tensor, v: Tensor, seg: Segments,
+                               negative_slope: float) -> Tensor:
+    """Fused :func:`hgnn.ops.segment_additive_attention` (arguments checked by the dispatch)."""
+    return _Additive.apply(a_dst, a_src, v, seg, float(negative_slope))
