@@ -14,6 +14,7 @@ per destination on average), for each size and feature width it times:
   (gather q/k, per-edge scores, ``torch_geometric.utils.softmax``, weighted gather of v, scatter),
   with peak memory measured in a fresh subprocess for each.
 
+Implementations are timed in interleaved rounds (median of 7 rounds up to 2M edges, 3 above).
 Reported: median time, edges/s, effective GB/s under the no-reuse byte model
 ``B = sum_r [8 (E_r + D_r + 1) + 4 F (E_r + D_r)]`` (every edge reads its source row), and the
 stream-copy bandwidth measured in the same run.
@@ -50,6 +51,20 @@ def make_graph(num_edges: int, relations: int, feat: int, seed: int = 0):
         data[src, f"r{r}", dst].edge_index = torch.stack([
             torch.randint(0, n, (e,), generator=g), torch.randint(0, n, (e,), generator=g)])
     return data
+
+
+def time_interleaved(fns: dict, repeat: int) -> dict[str, float]:
+    """Median time of each function, run in interleaved rounds so that machine-wide drifts (a
+    shared VM's neighbours, frequency changes) hit every implementation alike."""
+    for fn in fns.values():
+        fn()  # warm-up (and, for hgnn, first-use compilation)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def timeit(fn, repeat: int) -> float:
@@ -212,9 +227,8 @@ def main() -> None:
                     continue
                 data = make_graph(e, rel, f)
                 nbytes = no_reuse_bytes(data, f)
-                repeat = 5 if e <= 10**6 else 2
-                for name, fn in aggregation_paths(data).items():
-                    t = timeit(fn, repeat)
+                repeat = 7 if e <= 2 * 10**6 else 3
+                for name, t in time_interleaved(aggregation_paths(data), repeat).items():
                     rows.append({"op": "typed_sum", "impl": name, "edges": e, "relations": rel,
                                  "feat": f, "time_s": t, "edges_per_s": e / t,
                                  "effective_gbs": nbytes / t / 1e9})
@@ -223,9 +237,7 @@ def main() -> None:
     att = []
     att_sizes = [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6, 2 * 10**6]
     for e in att_sizes:
-        paths = attention_paths(e, 4, 16)
-        for name, fn in paths.items():
-            t = timeit(fn, 3)
+        for name, t in time_interleaved(attention_paths(e, 4, 16), 5).items():
             row = {"op": "attention", "impl": name, "edges": e, "heads": 4, "head_dim": 16,
                    "time_s": t, "edges_per_s": e / t}
             if e == att_sizes[-1]:
