@@ -9,13 +9,14 @@ from hgnn.errors import HgnnError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hgnn.cli import datasets, train
+    from hgnn.cli import bench, datasets, train
 
     parser = argparse.ArgumentParser(prog="hgnn", description="Heterogeneous graph neural networks.")
     parser.add_argument("--version", action="version", version=f"hgnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     train.add_parsers(sub)
     datasets.add_parser(sub)
+    bench.add_parser(sub)
     return parser
 
 

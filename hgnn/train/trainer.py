@@ -18,6 +18,7 @@ from hgnn.errors import HgnnError
 from hgnn.models.base import HeteroModel
 from hgnn.train.checkpoint import load_checkpoint, save_checkpoint
 from hgnn.train.metrics import compute_metrics
+from hgnn.train.record import peak_memory_mb
 from hgnn.train.regimes import loss_fn, make_regime
 
 
@@ -162,6 +163,7 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         "timings": {"precompute_s": regime.precompute_s, "train_s": state["train_s"],
                     "eval_s": eval_s},
         "num_parameters": sum(p.numel() for p in model.parameters()),
+        "peak_memory_mb": peak_memory_mb(),
         "history": state["history"],
     }
     (run.out_dir / "result.json").write_text(json.dumps(result, indent=1))

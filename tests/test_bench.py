@@ -1,0 +1,75 @@
+"""The benchmark harness: aggregation into the table, references, missing runs, resume."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hgnn.bench.harness import DatasetSpec, Suite, aggregate, load_suite, markdown, run_suite
+from hgnn.errors import UnknownNameError
+
+
+def fake_result(tmp_path, model, dataset, seed, micro, macro, train_s=1.0):
+    folder = tmp_path / "runs" / f"{model}-{dataset}" / f"seed_{seed}"
+    folder.mkdir(parents=True)
+    metrics = {"accuracy": micro, "micro_f1": micro, "macro_f1": macro}
+    (folder / "result.json").write_text(json.dumps({
+        "seed": seed, "test": metrics, "val": metrics, "peak_memory_mb": 100.0 + seed,
+        "timings": {"precompute_s": 0.0, "train_s": train_s, "eval_s": 0.1}}))
+
+
+def suite() -> Suite:
+    return Suite(name="t", kind="train", models=["rgcn", "hgt"],
+                 datasets=[DatasetSpec("hgb-dblp", "hgb-dblp"), DatasetSpec("hgb-acm", "hgb-acm")],
+                 seeds=[0, 1, 2], metric="micro_f1",
+                 references=[{"model": "rgcn", "dataset": "hgb-dblp", "metric": "micro_f1",
+                              "value": 92.0, "std": 0.5, "source": "paper X"}])
+
+
+def test_aggregate_mean_std_reference_and_missing(tmp_path):
+    for seed, (mi, ma) in enumerate([(0.90, 0.80), (0.92, 0.82), (0.94, 0.84)]):
+        fake_result(tmp_path, "rgcn", "hgb-dblp", seed, mi, ma)
+    fake_result(tmp_path, "hgt", "hgb-dblp", 1, 0.5, 0.4)  # only one of three seeds
+    table = aggregate(suite(), tmp_path)
+    rows = {(r["model"], r["dataset"]): r for r in table["rows"]}
+    full = rows["rgcn", "hgb-dblp"]
+    assert full["test"]["micro_f1"]["mean"] == pytest.approx(0.92)
+    assert full["test"]["micro_f1"]["std"] == pytest.approx(0.02)  # sample std of .90 .92 .94
+    assert full["seeds_missing"] == [] and full["peak_memory_mb"] == 102.0
+    partial = rows["hgt", "hgb-dblp"]
+    assert partial["seeds_done"] == [1] and partial["seeds_missing"] == [0, 2]
+    assert "test" not in rows["rgcn", "hgb-acm"]
+    text = markdown(table)
+    line = next(ln for ln in text.splitlines() if ln.startswith("| rgcn | hgb-dblp"))
+    assert "92.00 ± 2.00" in line and "92.00 (micro_f1)" in line and "+0.00" in line
+    missing = next(ln for ln in text.splitlines() if ln.startswith("| rgcn | hgb-acm"))
+    assert "missing" in missing and "0.00 ±" not in missing  # missing is not zero
+    assert "| 1/3 |" in next(ln for ln in text.splitlines() if ln.startswith("| hgt | hgb-dblp"))
+    assert "paper X" in text
+
+
+def test_resume_skips_finished_runs(tmp_path, monkeypatch):
+    small = Suite(name="tiny", kind="train", models=["mlp"],
+                  datasets=[DatasetSpec("synthetic", "syn", {"scale": 0.1})], seeds=[0, 1],
+                  metric="accuracy", overrides=["train.epochs=2"])
+    table = run_suite(small, tmp_path, log=lambda _: None)
+    assert table["rows"][0]["seeds_done"] == [0, 1]
+    assert (tmp_path / "tiny.md").is_file() and (tmp_path / "tiny.json").is_file()
+
+    import hgnn.train.experiment as experiment
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(experiment, "train_seed", refuse)
+    again = run_suite(small, tmp_path, log=lambda _: None)
+    assert again["rows"][0]["test"] == table["rows"][0]["test"]
+
+
+def test_suites_load_and_unknown_suite_is_an_error():
+    hgb = load_suite("hgb")
+    assert hgb.models and hgb.seeds == [0, 1, 2, 3, 4]
+    assert hgb.reference("rgcn", "hgb-dblp")["value"] == 92.07
+    assert load_suite("heterophily").datasets[0].options == {"homophily": 0.1}
+    with pytest.raises(UnknownNameError, match="unknown benchmark suite"):
+        load_suite("nope")
