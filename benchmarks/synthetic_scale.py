@@ -3,7 +3,8 @@
 Each size runs in a fresh process, so its peak RSS is its own. Writes
 ``benchmarks/results/synthetic_scale.json``::
 
-    python benchmarks/synthetic_scale.py                 # scales 0.05, 0.2, 1.0 of the mag preset
+    python benchmarks/synthetic_scale.py                 # scales 0.005 .. 1.0 of the mag preset
+    python benchmarks/synthetic_scale.py --plot-only     # redraw the plot from the JSON
     python benchmarks/synthetic_scale.py --scales 0.05   # just one
 """
 from __future__ import annotations
@@ -44,10 +45,14 @@ def measure(preset: str, scale: float, seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="mag")
-    parser.add_argument("--scales", type=float, nargs="+", default=[0.05, 0.2, 1.0])
+    parser.add_argument("--scales", type=float, nargs="+", default=[0.005, 0.05, 0.2, 1.0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)  # child-process mode
+    parser.add_argument("--plot-only", action="store_true")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads(RESULTS.read_text()))
+        return
     if args.one is not None:
         print(json.dumps(measure(args.preset, args.one, args.seed)))
         return
@@ -65,8 +70,37 @@ def main() -> None:
         "runs": runs,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    report["fitted_exponent"] = fitted_exponent(runs)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    plot(report)
     print(f"wrote {RESULTS}")
+
+
+def fitted_exponent(runs: list[dict]) -> float:
+    """Slope of log(time) against log(edges): 1.0 is linear growth."""
+    import numpy as np
+
+    x = np.log([r["edges"] for r in runs])
+    y = np.log([max(r["wall_s"], 1e-3) for r in runs])
+    return float(np.polyfit(x, y, 1)[0]) if len(runs) > 1 else float("nan")
+
+
+def plot(report: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = sorted(report["runs"], key=lambda r: r["edges"])
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.loglog([r["edges"] for r in runs], [r["wall_s"] for r in runs], "o-", label="generation")
+    ax.set_xlabel("edges")
+    ax.set_ylabel("wall seconds")
+    ax.set_title(f"synthetic generator (fitted exponent {fitted_exponent(runs):.2f})")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(RESULTS.with_name("synthetic_scale.png"), dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
