@@ -156,7 +156,6 @@ def aggregate(suite: Suite, results: Path) -> dict:
                     record = json.loads(summary.read_text())
                     row["config"] = record.get("config")
                     row["versions"] = record.get("versions")
-                    row["peak_memory_mb"] = row["peak_memory_mb"] or record.get("peak_memory_mb")
             rows.append(row)
     from hgnn.train.record import hardware
 
@@ -173,11 +172,13 @@ def markdown(table: dict) -> str:
     lines = [f"# Benchmark suite `{table['suite']}` (measured here)", "",
              f"Machine: {m['cpu']}, {m['cpu_count']} cores, GPU: {m['gpu'] or 'none'}. Seeds "
              f"{table['seeds']}; test metrics of the best-validation checkpoint on the full test "
-             "set, mean ± std over seeds, in %. Paper numbers are references, not our results.",
+             "set, mean ± std over seeds, in %. Paper numbers are references, not our results. "
+             "Times are means per seed (eval = validation every epoch plus the final test pass); "
+             "peak MiB is the process's peak resident memory.",
              "",
              "| model | dataset | micro-F1 | macro-F1 | accuracy | paper (metric) | ours - paper | "
-             "train s/seed | peak MiB | seeds |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "precompute s | train s | eval s | peak MiB | seeds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table["rows"]:
         test = r.get("test", {})
         ref = r["reference"]
@@ -187,11 +188,12 @@ def markdown(table: dict) -> str:
             if test:
                 diff = f"{100 * test[ref['metric']]['mean'] - ref['value']:+.2f}"
         seeds = f"{len(r['seeds_done'])}/{len(r['seeds_done']) + len(r['seeds_missing'])}"
-        train = f"{r['timings_s']['train_s']:.1f}" if test else "missing"
+        times = " | ".join(f"{r['timings_s'][k]:.1f}" for k in ("precompute_s", "train_s", "eval_s")) \
+            if test else "missing | missing | missing"
         peak = f"{r['peak_memory_mb']:.0f}" if test and r.get("peak_memory_mb") else "-"
         lines.append(f"| {r['model']} | {r['dataset']} | {_cell(test.get('micro_f1'))} | "
                      f"{_cell(test.get('macro_f1'))} | {_cell(test.get('accuracy'))} | {ref_cell} | "
-                     f"{diff} | {train} | {peak} | {seeds} |")
+                     f"{diff} | {times} | {peak} | {seeds} |")
     sources = sorted({r["reference"]["source"] for r in table["rows"] if r["reference"]})
     if sources:
         lines += ["", "References: " + "; ".join(sources) + "."]

@@ -72,7 +72,11 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
         "per_seed": [{k: v for k, v in r.items() if k not in ("history", "task")} for r in per_seed],
         "timings": {k: statistics.fmean(r["timings"][k] for r in per_seed)
                     for k in ("precompute_s", "train_s", "eval_s")},
-        "peak_memory_mb": peak_memory_mb(), "peak_gpu_memory_mb": peak_gpu_memory_mb(),
+        # Per-seed peaks were taken when each seed trained; a resumed run's own process may not
+        # have trained at all, so its peak alone would understate the run.
+        "peak_memory_mb": max([r["peak_memory_mb"] for r in per_seed if "peak_memory_mb" in r]
+                              or [peak_memory_mb()]),
+        "peak_gpu_memory_mb": peak_gpu_memory_mb(),
         "device": str(dev), "versions": versions(), "hardware": hardware(),
     }
     out.mkdir(parents=True, exist_ok=True)
