@@ -10,6 +10,7 @@ MODELS: dict[str, str] = {
     "mlp": "hgnn.models.mlp:MLP",
     "rgcn": "hgnn.models.rgcn:RGCN",
     "hgt": "hgnn.models.hgt:HGT",
+    "rphgnn": "hgnn.models.rphgnn:RpHGNN",
 }
 DEFAULT_MODEL = "rgcn"
 

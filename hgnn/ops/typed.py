@@ -8,6 +8,9 @@ relations. Two segment layouts are built from a :class:`RelationIndex` and cache
   results (R-HGNN, RpHGNN);
 * destination-major: one segment per destination node with the in-edges of all its relations, for
   results summed across relations (RGCN, HGT).
+
+When node types have different widths nothing can be stacked; :func:`per_relation_aggregate` then
+runs one fused op per relation over that relation's own CSC (:func:`relation_csc`), as RpHGNN needs.
 """
 from __future__ import annotations
 
@@ -178,3 +181,56 @@ def index_for(edge_index_dict: dict[EdgeType, Tensor],
     while len(_INDEX_CACHE) > 4:
         _INDEX_CACHE.popitem(last=False)
     return index
+
+
+def relation_csc(index: RelationIndex, r: int) -> Segments:
+    """Relation ``r``'s own CSC as :class:`Segments`: one segment per node of ``dst_type[r]`` over
+    the rows of ``src_type[r]``'s table (not the stacked one), cached on the index."""
+    cache = index.__dict__.setdefault("_relation_csc", {})
+    seg = cache.get(r)
+    if seg is None:
+        a, b = int(index.rel_ptr[r]), int(index.rel_ptr[r + 1])
+        lo, hi = int(index.seg_offset[r]), int(index.seg_offset[r + 1])
+        seg = Segments(index.col_ptr[lo:hi + 1] - a, index.src[a:b],
+                       int(index.num_nodes[index.src_type[r]]))
+        cache[r] = seg
+    return seg
+
+
+def per_relation_aggregate(x_dict: dict, index: RelationIndex, reduce: str = "mean",
+                           backend: str | None = None, edge_types: list[EdgeType] | None = None,
+                           edge_weight: Tensor | None = None) -> dict[EdgeType, Tensor]:
+    r"""Aggregate along each relation separately, for node types of different feature widths.
+
+    .. math::
+        h_r[v] = \mathrm{reduce}_{u \in N_r(v)}\; x_{\mathrm{src}(r)}[u]
+        \qquad(\texttt{mean}: h_r = D_r^{-1} A_r^\top x_{\mathrm{src}(r)})
+
+    Unlike :func:`typed_aggregate`, nothing is stacked across types: each relation runs one fused
+    :func:`~hgnn.ops.segment_spmm` over its own CSC (:func:`relation_csc`), so every type keeps its
+    own width.
+
+    Args:
+        x_dict: source tables. A node-type key ``t`` gives ``[N_t, F_t]`` to every relation leaving
+            ``t``; an edge-type key ``r`` gives relation ``r`` its own ``[N_src(r), F]`` table
+            (taking precedence), e.g. a per-relation result to be sent back along a reverse.
+        index: the graph's :class:`RelationIndex`.
+        reduce: ``"sum"``, ``"mean"`` (within the relation) or ``"max"``.
+        edge_types: the relations to compute (default: every relation with a source table in
+            ``x_dict``).
+        edge_weight: optional ``[E]`` per-edge weights in the index's (CSC) edge order.
+
+    Returns ``{edge_type: [N_dst(r), F]}``; destinations without in-edges get zeros.
+    """
+    if edge_types is None:
+        edge_types = [et for et in index.edge_types if et in x_dict or et[0] in x_dict]
+    out: dict[EdgeType, Tensor] = {}
+    for et in edge_types:
+        et = tuple(et)
+        r = index.relation(et)
+        x = x_dict[et] if et in x_dict else x_dict[et[0]]
+        w = None
+        if edge_weight is not None:
+            w = edge_weight[int(index.rel_ptr[r]):int(index.rel_ptr[r + 1])].to(x.dtype)
+        out[et] = segment_spmm(x, relation_csc(index, r), w, reduce, backend)
+    return out
