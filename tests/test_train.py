@@ -220,3 +220,46 @@ def test_precomputed_regime(tmp_path):
     assert result["regime"] == "precomputed"
     assert result["timings"]["precompute_s"] > 0
     assert result["test"]["accuracy"] > 0.6  # well above chance (0.2) and the MLP alone (~0.45)
+
+
+class _TwoParams(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 2)
+
+    def no_weight_decay(self):
+        return {"lin.bias"}
+
+
+def _opt_cfg(**kw):
+    from hgnn.train.config import TRAIN_DEFAULTS
+
+    return {**TRAIN_DEFAULTS["train"], "lr": 0.1, "weight_decay": 0.01, "epochs": 5, **kw}
+
+
+def test_no_weight_decay_group():
+    from hgnn.train.trainer import make_optimizer
+
+    model = _TwoParams()
+    opt, _ = make_optimizer(model, _opt_cfg())
+    decays = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert decays[id(model.lin.weight)] == 0.01 and decays[id(model.lin.bias)] == 0.0
+
+
+def test_cosine_scheduler_is_per_step_down_to_lr_over_100():
+    from hgnn.train.trainer import make_optimizer
+
+    opt, sched = make_optimizer(_TwoParams(), _opt_cfg(scheduler="cosine"), steps_per_epoch=4)
+    for _ in range(5 * 4):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.001)
+
+
+def test_plateau_scheduler_cuts_lr_after_patience():
+    from hgnn.train.trainer import make_optimizer
+
+    opt, sched = make_optimizer(_TwoParams(), _opt_cfg(scheduler="plateau", plateau_patience=2))
+    for loss in (1.0, 0.9, 0.95, 0.95, 0.95):
+        sched.step(loss)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)

@@ -38,6 +38,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--dataset", help="predict on this dataset instead of the training one")
     r.add_argument("--root", help="data root")
     r.add_argument("--device", default="cpu")
+    r.add_argument("--explain", action="store_true",
+                   help="also print each node type's average relation weights (rhgnn, latte) and "
+                        "write them to OUT.explain.json")
     r.set_defaults(func=cmd_predict)
 
 
@@ -72,7 +75,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from hgnn.train.inference import predict_checkpoint
+    from pathlib import Path
 
-    print(predict_checkpoint(args.checkpoint, args.out, args.dataset, args.root, args.device))
+    from hgnn.train.inference import explain_checkpoint, format_explanation, predict_checkpoint
+
+    weights = None
+    if args.explain:  # before writing anything, so an unsupported model leaves no file behind
+        weights = explain_checkpoint(args.checkpoint, args.dataset, args.root, args.device)
+    out = predict_checkpoint(args.checkpoint, args.out, args.dataset, args.root, args.device)
+    print(out)
+    if weights is not None:
+        path = Path(str(out) + ".explain.json")
+        path.write_text(json.dumps(weights, indent=1))
+        print(format_explanation(weights))
+        print(f"relation weights: {path}")
     return 0

@@ -37,3 +37,18 @@ class HeteroModel(nn.Module):
 
     def precompute(self, data: HeteroData) -> torch.Tensor | dict[str, torch.Tensor]:
         raise NotImplementedError(f"{type(self).__name__} has no precomputed regime")
+
+    def auxiliary_loss(self) -> torch.Tensor | None:
+        """A loss term of the last training forward that the trainer adds to the task loss
+        (LATTE's proximity loss); ``None`` when the model has none."""
+        return None
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of parameters (as in ``named_parameters``) the optimiser must not decay."""
+        return set()
+
+    def explain(self, x_dict: dict[str, torch.Tensor],
+                edge_index_dict: dict) -> dict[str, dict[str, float]]:
+        """Per node type, the model's average weight of each relation (``hgnn predict --explain``).
+        Models without relation-level weights raise ``NotImplementedError``."""
+        raise NotImplementedError(f"{type(self).__name__} has no relation weights to explain")

@@ -11,6 +11,8 @@ MODELS: dict[str, str] = {
     "rgcn": "hgnn.models.rgcn:RGCN",
     "hgt": "hgnn.models.hgt:HGT",
     "rphgnn": "hgnn.models.rphgnn:RpHGNN",
+    "rhgnn": "hgnn.models.rhgnn:RHGNN",
+    "latte": "hgnn.models.latte:LATTE",
 }
 DEFAULT_MODEL = "rgcn"
 

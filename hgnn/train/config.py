@@ -18,8 +18,12 @@ TRAIN_DEFAULTS: dict = {
         "lr": 0.01,
         "weight_decay": 0.0,
         "optimizer": "adam",     # adam | adamw
-        "scheduler": "none",     # none | onecycle (max_lr = lr, total_steps = epochs)
+        # none | onecycle (max_lr = lr over epochs) | cosine (per optimisation step down to lr/100)
+        # | plateau (x plateau_factor after plateau_patience epochs without a lower validation loss)
+        "scheduler": "none",
         "pct_start": 0.05,
+        "plateau_factor": 0.1,
+        "plateau_patience": 10,
         "patience": 50,          # epochs without improvement before stopping; 0 = never stop
         "monitor": "micro_f1",   # accuracy | micro_f1 | macro_f1 | mean_f1 | loss
         "batch_size": 1024,      # sampled / precomputed regimes
@@ -39,7 +43,7 @@ TRAIN_DEFAULTS: dict = {
 CHOICES = {
     ("train", "regime"): ("", "full", "sampled", "precomputed"),
     ("train", "optimizer"): ("adam", "adamw"),
-    ("train", "scheduler"): ("none", "onecycle"),
+    ("train", "scheduler"): ("none", "onecycle", "cosine", "plateau"),
     ("train", "monitor"): ("accuracy", "micro_f1", "macro_f1", "mean_f1", "loss"),
     ("graph", "features"): ("all", "target", "none"),
     ("graph", "add_reverse"): ("missing", "all", "none"),

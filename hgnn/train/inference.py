@@ -80,3 +80,30 @@ def predict_checkpoint(checkpoint: str | Path, out: str | Path, dataset: str | N
     tmp.write_text(("" if hgb else "node,label\n") + "\n".join(lines) + "\n")
     tmp.replace(out)
     return out
+
+
+def explain_checkpoint(checkpoint: str | Path, dataset: str | None = None, root: str | None = None,
+                       device: str = "cpu") -> dict[str, dict[str, float]]:
+    """The model's per-type average relation weights on the whole graph (``model.explain``): LATTE's
+    node-level relation weights, R-HGNN's relation-fusing attention."""
+    model, _, data, _, ckpt = restore(checkpoint, dataset, root, device)
+    dev = torch.device(device)
+    model.eval()
+    x_dict = {t: x.to(dev) for t, x in data.x_dict.items()}
+    edge_index_dict = {et: ei.to(dev) for et, ei in data.edge_index_dict.items()}
+    try:
+        with torch.no_grad():
+            return model.explain(x_dict, edge_index_dict)
+    except NotImplementedError:
+        raise HgnnError(f"model '{ckpt['model_name']}' has no relation weights to explain "
+                        "(--explain works for rhgnn and latte)") from None
+
+
+def format_explanation(weights: dict[str, dict[str, float]]) -> str:
+    """One table per node type: relation, average weight."""
+    lines = []
+    for node_type, rows in weights.items():
+        width = max(len(r) for r in rows) if rows else 8
+        lines.append(f"{node_type}")
+        lines += [f"  {rel:<{width}}  {w:.4f}" for rel, w in sorted(rows.items(), key=lambda kv: -kv[1])]
+    return "\n".join(lines)

@@ -6,6 +6,7 @@ neighbourhoods of seed batches (``sampled``), or per-target-node tensors compute
 """
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -39,12 +40,20 @@ class Regime:
         self.labels = data[task.target].y
         self.split_ids = {s: _split_ids(data, task, s) for s in ("train", "val", "test")}
 
-    def train_epoch(self, model: HeteroModel, optimizer) -> float:
-        """One pass over the training nodes; the mean loss over batches."""
+    def train_epoch(self, model: HeteroModel, optimizer, scheduler=None) -> float:
+        """One pass over the training nodes; the mean loss over batches. ``scheduler``, if
+        given, is stepped after every optimisation step."""
         model.train()
-        losses = [self._step(model, optimizer, logits, y)
-                  for logits, y in self._train_batches(model)]
+        losses = []
+        for logits, y in self._train_batches(model):
+            losses.append(self._step(model, optimizer, logits, y))
+            if scheduler is not None:
+                scheduler.step()
         return sum(losses) / max(len(losses), 1)
+
+    def steps_per_epoch(self) -> int:
+        """Optimisation steps in one ``train_epoch``."""
+        return max(math.ceil(self.split_ids["train"].numel() / self.cfg["batch_size"]), 1)
 
     @torch.no_grad()
     def logits(self, model: HeteroModel, splits: tuple[str, ...]) -> dict[str, Tensor]:
@@ -64,6 +73,9 @@ class Regime:
 
     def _step(self, model: HeteroModel, optimizer, logits: Tensor, y: Tensor) -> float:
         loss = loss_fn(logits, y.to(logits.device), self.task)
+        extra = model.auxiliary_loss()
+        if extra is not None:
+            loss = loss + extra
         optimizer.zero_grad()
         loss.backward()
         if self.cfg["grad_clip"] > 0:
@@ -80,6 +92,9 @@ class FullBatch(Regime):
         self.x_dict = {t: x.to(self.device) for t, x in self.data.x_dict.items()}
         self.edge_index_dict = {et: ei.to(self.device)
                                 for et, ei in self.data.edge_index_dict.items()}
+
+    def steps_per_epoch(self) -> int:
+        return 1
 
     def _train_batches(self, model: HeteroModel):
         ids = self.split_ids["train"]

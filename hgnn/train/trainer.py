@@ -66,14 +66,28 @@ def graph_schema(data: HeteroData) -> dict:
                        for t, x in data.x_dict.items()}}
 
 
-def make_optimizer(model: HeteroModel, cfg: dict):
+def make_optimizer(model: HeteroModel, cfg: dict, steps_per_epoch: int = 1):
+    """The optimiser (parameters named by ``model.no_weight_decay()`` in an undecayed group) and
+    the learning-rate scheduler. ``scheduler.step()`` is due once per epoch, except for ``cosine``
+    (once per optimisation step, as R-HGNN's code does) and ``plateau`` (once per epoch with the
+    validation loss)."""
     cls = torch.optim.AdamW if cfg["optimizer"] == "adamw" else torch.optim.Adam
-    optimizer = cls(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    skip = model.no_weight_decay()
+    decay = [p for n, p in model.named_parameters() if n not in skip]
+    no_decay = [p for n, p in model.named_parameters() if n in skip]
+    groups = [{"params": decay}] + ([{"params": no_decay, "weight_decay": 0.0}] if no_decay else [])
+    optimizer = cls(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scheduler = None
     if cfg["scheduler"] == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=cfg["lr"], total_steps=max(cfg["epochs"], 1),
             pct_start=cfg["pct_start"])
+    elif cfg["scheduler"] == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(cfg["epochs"] * steps_per_epoch, 1), eta_min=cfg["lr"] / 100)
+    elif cfg["scheduler"] == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=cfg["plateau_factor"], patience=cfg["plateau_patience"])
     return optimizer, scheduler
 
 
@@ -92,8 +106,9 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
     if regime_name not in model_cls.regimes:
         raise HgnnError(f"model '{run.model_name}' supports the regimes "
                         f"{', '.join(model_cls.regimes)}, not '{regime_name}'")
-    optimizer, scheduler = make_optimizer(model, cfg)
     regime = make_regime(regime_name, data, run.task, cfg, run.device, model)
+    optimizer, scheduler = make_optimizer(model, cfg, regime.steps_per_epoch())
+    per_step = scheduler if cfg["scheduler"] == "cosine" else None
     meta = run.meta(model, data)
     last_path, best_path = run.out_dir / "last.pt", run.out_dir / "best.pt"
 
@@ -120,8 +135,8 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         if stopped:
             break
         t0 = time.perf_counter()
-        loss = regime.train_epoch(model, optimizer)
-        if scheduler is not None:
+        loss = regime.train_epoch(model, optimizer, per_step)
+        if scheduler is not None and cfg["scheduler"] == "onecycle":
             scheduler.step()
         t1 = time.perf_counter()
         val_logits = regime.logits(model, ("val",))["val"]
@@ -131,6 +146,8 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         state["train_s"] += t1 - t0
         state["eval_s"] += time.perf_counter() - t1
         score = monitor_score(val, val_loss, cfg["monitor"])
+        if cfg["scheduler"] == "plateau":
+            scheduler.step(val_loss)
         state["history"].append({"epoch": epoch, "loss": loss, "val_loss": val_loss, **{
             f"val_{k}": v for k, v in val.items()}})
         state["epoch"] = epoch
