@@ -271,3 +271,17 @@ def test_rphgnn_beats_mlp_on_synthetic(tmp_path, one_thread):
     assert rp_acc > mlp_acc + 0.3, (rp_acc, mlp_acc)
     assert rp["per_seed"][0]["regime"] == "precomputed"
     assert rp["timings"]["precompute_s"] > 0
+
+
+def test_disk_store_equals_memory(tmp_path):
+    """The float16 on-disk store (for graphs whose groups exceed RAM) holds exactly the in-memory
+    result, viewed as [N, hops, d]."""
+    data = tiny_graph({"a": 5, "b": 4, "c": 3})
+    mem = rphgnn_precompute(data, "a", 3, True, torch.Generator().manual_seed(1))
+    disk = rphgnn_precompute(data, "a", 3, True, torch.Generator().manual_seed(1),
+                             store=tmp_path / "groups")
+    assert list(disk) == list(mem)
+    for key in mem:
+        assert disk[key].shape == mem[key].shape and disk[key].dtype == torch.float16
+        assert torch.equal(disk[key], mem[key])
+    assert len(list((tmp_path / "groups").glob("*.npy"))) == len(mem)

@@ -22,6 +22,10 @@ class RpHGNN(HeteroModel):
     the global torch RNG when the model is built (the trainer seeds that RNG per run). Being a
     buffer, it is saved with the weights, so a checkpoint re-opened by ``hgnn evaluate`` recomputes
     exactly the groups it was trained on.
+
+    ``precompute_dir`` (config ``model.precompute_dir``), when set, makes the pre-computation write
+    the groups there as float16 files and train from memory maps of them, for graphs whose groups
+    do not fit in RAM (ogbn-mag: about 12 GB).
     """
 
     name = "rphgnn"
@@ -31,8 +35,9 @@ class RpHGNN(HeteroModel):
                  out_channels: int, hidden: int = 512, num_hops: int = 5, use_input: bool = False,
                  input_dropout: float = 0.0, dropout: float = 0.5, merge: str = "concat",
                  group_layers: int = 2, global_layers: int = 2, conv_filters: int = 2,
-                 sparsity: float = 3.0) -> None:
+                 sparsity: float = 3.0, precompute_dir: str = "") -> None:
         super().__init__()
+        self.precompute_dir = precompute_dir
         self.target = target
         self.group_keys = list(group_keys)
         self.num_hops, self.use_input, self.sparsity = num_hops, use_input, sparsity
@@ -44,7 +49,7 @@ class RpHGNN(HeteroModel):
     def default_config(cls) -> dict:
         return {"hidden": 512, "num_hops": 5, "use_input": False, "input_dropout": 0.8,
                 "dropout": 0.8, "merge": "concat", "group_layers": 2, "global_layers": 2,
-                "conv_filters": 2, "sparsity": 3.0}
+                "conv_filters": 2, "sparsity": 3.0, "precompute_dir": ""}
 
     @classmethod
     def build(cls, data: HeteroData, task: TaskSpec, config: dict) -> RpHGNN:
@@ -66,12 +71,12 @@ class RpHGNN(HeteroModel):
                    task.num_classes, config["hidden"], config["num_hops"], config["use_input"],
                    config["input_dropout"], config["dropout"], config["merge"],
                    config["group_layers"], config["global_layers"], config["conv_filters"],
-                   config["sparsity"])
+                   config["sparsity"], config["precompute_dir"])
 
     def precompute(self, data: HeteroData) -> dict[str, Tensor]:
         gen = torch.Generator().manual_seed(int(self.proj_seed))
         feats = rphgnn_precompute(data, self.target, self.num_hops, self.use_input, gen,
-                                  s=self.sparsity)
+                                  s=self.sparsity, store=self.precompute_dir or None)
         if list(feats) != self.group_keys:
             raise HgnnError(f"RpHGNN: the graph's groups {list(feats)} differ from the model's "
                             f"{self.group_keys}")

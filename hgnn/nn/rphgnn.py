@@ -47,8 +47,12 @@ with ``graph.drop_duplicate_reverses: true``, ``graph.add_reverse: all``,
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -56,7 +60,8 @@ from torch_geometric.data import HeteroData
 
 from hgnn.data.relation_index import EdgeType, RelationIndex, relation_index
 from hgnn.data.transforms import REV
-from hgnn.ops.typed import per_relation_aggregate
+from hgnn.ops import segment_spmm
+from hgnn.ops.typed import relation_csc
 
 SQUASH_STRATEGIES = ("project_norm_sum", "norm_sum")
 
@@ -173,27 +178,86 @@ def node_features(data: HeteroData) -> dict[str, Tensor]:
     return out
 
 
-def _squash(h_list: list[Tensor], d_out: int, strategy: str, s: float,
-            generator: torch.Generator | None) -> Tensor:
-    """One type's update: the sum of its groups, each (projected to ``d_out`` and) L2-normalised."""
-    new = None
-    for h in h_list:
-        if strategy == "project_norm_sum":
-            h = h @ sparse_random_projection(h.size(1), d_out, s, generator, h.dtype)
-        elif h.size(1) != d_out:
-            raise ValueError(f"squash '{strategy}' needs groups of the type's width {d_out}, got "
-                             f"{h.size(1)}")
-        h = F.normalize(h, dim=-1)
-        new = h if new is None else new.add_(h)
-    return new
+def _draw_projections(by_type: dict[str, list[tuple[str, int]]], index: RelationIndex,
+                      in_dims: dict[str, int], s: float, generator: torch.Generator | None
+                      ) -> dict[tuple[str, str, int], Tensor]:
+    """One iteration's projections ``P[(type, parity, relation)]: [d_src(r), d_type]``, drawn in a
+    fixed order (types, then their groups) so a seeded generator gives the same matrices however
+    the propagation is scheduled."""
+    out = {}
+    for t in index.node_types:
+        for parity, r in by_type[t]:
+            width = in_dims[index.edge_types[r][0]]
+            out[(t, parity, r)] = sparse_random_projection(width, in_dims[t], s, generator)
+    return out
+
+
+class _HopStore:
+    """Where the target's groups go: preallocated ``[N, hops, d]`` tensors in memory, or one
+    ``<key>.npy`` float16 file per group laid out ``[hops, N, d]``, appended hop by hop with plain
+    file writes (so the result never has to fit in RAM and the page cache, not the process, holds
+    it) and reopened as read-only memory maps viewed as ``[N, hops, d]``."""
+
+    def __init__(self, layout: list[Group], num_rows: int, dtype: torch.dtype,
+                 path: str | Path | None) -> None:
+        self.layout, self.dtype, self.filled = layout, dtype, {g.key: 0 for g in layout}
+        self.path = Path(path) if path is not None else None
+        self.files, self.tensors = {}, {}
+        if self.path is None:
+            self.tensors = {g.key: torch.empty(num_rows, g.hops, g.width, dtype=dtype)
+                            for g in layout}
+            return
+        if dtype != torch.float16:
+            raise ValueError(f"an on-disk store holds float16, not {dtype}")
+        self.path.mkdir(parents=True, exist_ok=True)
+        for g in layout:
+            f = open(self._partial(g.key), "wb")  # noqa: SIM115 - closed in result()
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "<f2", "fortran_order": False, "shape": (g.hops, num_rows, g.width)})
+            self.files[g.key] = f
+
+    def _file(self, key: str) -> Path:
+        return self.path / (key.replace(":", "-") + ".npy")
+
+    def _partial(self, key: str) -> Path:
+        # Written aside and renamed when complete: an interrupted run leaves no truncated group,
+        # and maps of an earlier result keep their (replaced) file.
+        return self._file(key).with_suffix(".npy.partial")
+
+    def add(self, key: str, h: Tensor) -> None:
+        hop = self.filled[key]
+        if self.path is None:
+            self.tensors[key][:, hop] = h
+        else:
+            self.files[key].write(h.to(torch.float16).contiguous().numpy().tobytes())
+        self.filled[key] = hop + 1
+
+    def result(self) -> dict[str, Tensor]:
+        if self.path is None:
+            return self.tensors
+        out = {}
+        for g in self.layout:
+            self.files[g.key].close()
+            os.replace(self._partial(g.key), self._file(g.key))
+            array = np.load(self._file(g.key), mmap_mode="r")
+            with warnings.catch_warnings():  # read-only map: the trainer only reads rows
+                warnings.simplefilter("ignore", UserWarning)
+                out[g.key] = torch.from_numpy(array).permute(1, 0, 2)
+        return out
 
 
 @torch.no_grad()
 def rphgnn_precompute(data: HeteroData, target: str, num_hops: int, use_input: bool = False,
                       generator: torch.Generator | None = None, s: float = 3.0,
                       squash: str = "project_norm_sum", dtype: torch.dtype = torch.float16,
-                      backend: str | None = None) -> dict[str, Tensor]:
+                      backend: str | None = None, store: str | Path | None = None
+                      ) -> dict[str, Tensor]:
     r"""RpHGNN's propagate-then-update pre-computation (see the module docstring).
+
+    The work is streamed relation by relation: for relation :math:`r` the odd result is computed,
+    sent back along the reverse (even result), both are collected if they belong to the target and
+    folded into the next features of their types (projection, L2 norm, running sum), and freed.
+    Besides the output, memory holds two feature tables per type plus one relation's two results.
 
     Args:
         data: the prepared graph: every relation with its reverse, float ``x`` on every type.
@@ -207,6 +271,8 @@ def rphgnn_precompute(data: HeteroData, target: str, num_hops: int, use_input: b
             whose groups already have their type's width, e.g. for testing).
         dtype: storage type of the result (the official code stores float16).
         backend: :mod:`hgnn.ops` backend for the aggregations.
+        store: a directory: write the groups there as float16 ``.npy`` files and return read-only
+            memory maps of them (for graphs whose result does not fit in RAM, e.g. ogbn-mag).
 
     Returns ``{group key: [N_target, hops, d_g]}`` in :func:`group_layout` order; odd groups hold
     hops 1, 3, ..., 2K-1, even groups (hop 0 with ``use_input``,) 2, 4, ..., 2K.
@@ -221,32 +287,42 @@ def rphgnn_precompute(data: HeteroData, target: str, num_hops: int, use_input: b
     if target not in x:
         raise ValueError(f"unknown target type '{target}'")
     in_dims = {t: v.size(1) for t, v in x.items()}
-    edge_types = index.edge_types
-    reverse = [edge_types[int(q)] for q in index.reverse]
     by_type = groups_by_type(index)
     layout = group_layout(index, in_dims, target, num_hops, use_input)
-    collected: dict[str, list[Tensor]] = {g.key: [] for g in layout}
+    sink = _HopStore(layout, x[target].size(0), dtype, store)
     if use_input:
         for g in layout:
             if g.parity == "even":
-                collected[g.key].append(x[target].to(dtype))
+                sink.add(g.key, x[target].to(dtype))
 
     for k in range(num_hops):
-        # Odd: one hop along every relation. Even: each odd result goes back along its reverse.
-        odd = per_relation_aggregate(x, index, "mean", backend)
-        back = per_relation_aggregate({rev: odd[et] for et, rev in zip(edge_types, reverse,
-                                                                       strict=True)},
-                                      index, "mean", backend, edge_types=reverse)
-        even = {et: back[rev] for et, rev in zip(edge_types, reverse, strict=True)}
-        results = {"odd": odd, "even": even}
-        for g in layout:
-            collected[g.key].append(results[g.parity][g.edge_type].to(dtype))
-        if k == num_hops - 1:
-            break  # the last update would only feed an iteration that does not happen
-        new_x = {}
-        for t in index.node_types:
-            h_list = [results[parity][edge_types[r]] for parity, r in by_type[t]]
+        update = k < num_hops - 1  # the last update would feed an iteration that does not happen
+        proj = _draw_projections(by_type, index, in_dims, s, generator) \
+            if update and squash == "project_norm_sum" else {}
+        new_x: dict[str, Tensor] = {}
+        for r, et in enumerate(index.edge_types):
+            src, _, dst = et
+            # Odd: one hop along r. Even: the odd result goes back along r's reverse.
+            odd = segment_spmm(x[src], relation_csc(index, r), None, "mean", backend)
+            even = segment_spmm(odd, relation_csc(index, int(index.reverse[r])), None, "mean",
+                                backend)
+            for parity, h, t in (("odd", odd, dst), ("even", even, src)):
+                if t == target:
+                    sink.add(group_key(parity, et), h.to(dtype))
+                if not update:
+                    continue
+                if squash == "project_norm_sum":
+                    h = h @ proj[(t, parity, r)]
+                elif h.size(1) != in_dims[t]:
+                    raise ValueError(f"squash '{squash}' needs groups of the type's width "
+                                     f"{in_dims[t]}, got {h.size(1)}")
+                h = F.normalize(h, dim=-1)
+                if t in new_x:
+                    new_x[t].add_(h)
+                else:
+                    new_x[t] = h  # F.normalize returned a fresh tensor: safe to add into
+            del odd, even
+        if update:
             # A type in no relation keeps its features (they can never reach the target).
-            new_x[t] = _squash(h_list, in_dims[t], squash, s, generator) if h_list else x[t]
-        x = new_x
-    return {key: torch.stack(hs, dim=1) for key, hs in collected.items()}
+            x = {t: new_x.get(t, x[t]) for t in index.node_types}
+    return sink.result()
