@@ -14,7 +14,7 @@ MODELS: dict[str, str] = {
     "rhgnn": "hgnn.models.rhgnn:RHGNN",
     "latte": "hgnn.models.latte:LATTE",
 }
-DEFAULT_MODEL = "rgcn"
+DEFAULT_MODEL = "rphgnn"
 
 
 def get_model_class(name: str) -> type[HeteroModel]:
