@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from hgnn.models import DEFAULT_MODEL, MODELS
 
@@ -22,6 +23,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="override a config value, e.g. --set train.lr=0.005 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="train with N processes on this machine (runs torchrun --standalone "
+                        "--nproc_per_node=N; for several machines call torchrun yourself)")
     p.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="score a checkpoint on validation and test")
@@ -44,21 +48,59 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_predict)
 
 
+def _exec_torchrun(nproc: int) -> None:
+    """Replace this process by ``torchrun`` running the same command without ``--nproc``."""
+    import os
+    import sys
+
+    argv, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            argv.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", "-m", "hgnn", *argv]
+    sys.stdout.flush()
+    os.execv(sys.executable, cmd)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from hgnn.train.experiment import format_table, run_experiment
+    from hgnn.errors import HgnnError
+    from hgnn.train import distributed
+
+    if args.nproc < 1:
+        raise HgnnError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1:
+        if distributed.launched_by_torchrun():
+            raise HgnnError("--nproc given inside a torchrun job; use torchrun's --nproc_per_node")
+        _exec_torchrun(args.nproc)
+    from hgnn.train.experiment import run_experiment
 
     overrides = list(args.overrides)
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
-    summary = run_experiment(args.model, args.dataset, args.seeds, root=args.root,
-                             config_file=args.config, overrides=overrides, out_dir=args.out,
-                             resume=args.resume, device=args.device, quiet=args.quiet)
+    try:
+        summary = run_experiment(args.model, args.dataset, args.seeds, root=args.root,
+                                 config_file=args.config, overrides=overrides, out_dir=args.out,
+                                 resume=args.resume, device=args.device, quiet=args.quiet)
+    finally:
+        distributed.shutdown()
+    if not distributed.launched_by_torchrun() or int(os.environ.get("RANK", "0")) == 0:
+        _print_summary(args, summary)
+    return 0
+
+
+def _print_summary(args: argparse.Namespace, summary: dict) -> None:
+    from hgnn.train.experiment import format_table
+
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(format_table(summary))
         print(f"run record: {summary['out_dir']}/summary.json")
-    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

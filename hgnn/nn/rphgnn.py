@@ -47,23 +47,21 @@ with ``graph.drop_duplicate_reverses: true``, ``graph.add_reverse: all``,
 from __future__ import annotations
 
 import math
-import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from hgnn.data.relation_index import EdgeType, RelationIndex, relation_index
 from hgnn.data.transforms import REV
+from hgnn.nn.rphgnn_store import ColumnShards, HopStore
 from hgnn.ops import segment_spmm
 from hgnn.ops.typed import relation_csc
 
 SQUASH_STRATEGIES = ("project_norm_sum", "norm_sum")
+ROW_BLOCK = 16384  # rows per projection block: bounds the update's temporaries
 
 
 @dataclass(frozen=True)
@@ -192,60 +190,6 @@ def _draw_projections(by_type: dict[str, list[tuple[str, int]]], index: Relation
     return out
 
 
-class _HopStore:
-    """Where the target's groups go: preallocated ``[N, hops, d]`` tensors in memory, or one
-    ``<key>.npy`` float16 file per group laid out ``[hops, N, d]``, appended hop by hop with plain
-    file writes (so the result never has to fit in RAM and the page cache, not the process, holds
-    it) and reopened as read-only memory maps viewed as ``[N, hops, d]``."""
-
-    def __init__(self, layout: list[Group], num_rows: int, dtype: torch.dtype,
-                 path: str | Path | None) -> None:
-        self.layout, self.dtype, self.filled = layout, dtype, {g.key: 0 for g in layout}
-        self.path = Path(path) if path is not None else None
-        self.files, self.tensors = {}, {}
-        if self.path is None:
-            self.tensors = {g.key: torch.empty(num_rows, g.hops, g.width, dtype=dtype)
-                            for g in layout}
-            return
-        if dtype != torch.float16:
-            raise ValueError(f"an on-disk store holds float16, not {dtype}")
-        self.path.mkdir(parents=True, exist_ok=True)
-        for g in layout:
-            f = open(self._partial(g.key), "wb")  # noqa: SIM115 - closed in result()
-            np.lib.format.write_array_header_1_0(
-                f, {"descr": "<f2", "fortran_order": False, "shape": (g.hops, num_rows, g.width)})
-            self.files[g.key] = f
-
-    def _file(self, key: str) -> Path:
-        return self.path / (key.replace(":", "-") + ".npy")
-
-    def _partial(self, key: str) -> Path:
-        # Written aside and renamed when complete: an interrupted run leaves no truncated group,
-        # and maps of an earlier result keep their (replaced) file.
-        return self._file(key).with_suffix(".npy.partial")
-
-    def add(self, key: str, h: Tensor) -> None:
-        hop = self.filled[key]
-        if self.path is None:
-            self.tensors[key][:, hop] = h
-        else:
-            self.files[key].write(h.to(torch.float16).contiguous().numpy().tobytes())
-        self.filled[key] = hop + 1
-
-    def result(self) -> dict[str, Tensor]:
-        if self.path is None:
-            return self.tensors
-        out = {}
-        for g in self.layout:
-            self.files[g.key].close()
-            os.replace(self._partial(g.key), self._file(g.key))
-            array = np.load(self._file(g.key), mmap_mode="r")
-            with warnings.catch_warnings():  # read-only map: the trainer only reads rows
-                warnings.simplefilter("ignore", UserWarning)
-                out[g.key] = torch.from_numpy(array).permute(1, 0, 2)
-        return out
-
-
 @torch.no_grad()
 def rphgnn_precompute(data: HeteroData, target: str, num_hops: int, use_input: bool = False,
                       generator: torch.Generator | None = None, s: float = 3.0,
@@ -283,46 +227,81 @@ def rphgnn_precompute(data: HeteroData, target: str, num_hops: int, use_input: b
         raise ValueError(f"squash must be one of {SQUASH_STRATEGIES}, got {squash!r}")
     index = relation_index(data)
     check_reverses(index)
-    x = node_features(data)
-    if target not in x:
+    x_full = node_features(data)
+    if target not in x_full:
         raise ValueError(f"unknown target type '{target}'")
-    in_dims = {t: v.size(1) for t, v in x.items()}
+    in_dims = {t: v.size(1) for t, v in x_full.items()}
+    if squash == "norm_sum":
+        for src, _, dst in index.edge_types:
+            if in_dims[src] != in_dims[dst]:
+                raise ValueError(f"squash 'norm_sum' needs equal widths along every relation; "
+                                 f"'{src}' has {in_dims[src]}, '{dst}' {in_dims[dst]}")
+    shards = ColumnShards.from_process_group(in_dims)
+    # This rank's columns of every type (all of them in a single process).
+    x = {t: v[:, slice(*shards.columns(t))].contiguous() for t, v in x_full.items()}
+    del x_full
     by_type = groups_by_type(index)
     layout = group_layout(index, in_dims, target, num_hops, use_input)
-    sink = _HopStore(layout, x[target].size(0), dtype, store)
+    sink = HopStore(layout, x[target].size(0), dtype, store, shards)
     if use_input:
         for g in layout:
             if g.parity == "even":
-                sink.add(g.key, x[target].to(dtype))
+                sink.add(g.key, x[target].to(dtype), *shards.columns(target))
 
     for k in range(num_hops):
         update = k < num_hops - 1  # the last update would feed an iteration that does not happen
         proj = _draw_projections(by_type, index, in_dims, s, generator) \
             if update and squash == "project_norm_sum" else {}
-        new_x: dict[str, Tensor] = {}
+        new_x = {t: torch.zeros_like(v) for t, v in x.items()} if update else {}
+        touched: set[str] = set()
         for r, et in enumerate(index.edge_types):
             src, _, dst = et
-            # Odd: one hop along r. Even: the odd result goes back along r's reverse.
-            odd = segment_spmm(x[src], relation_csc(index, r), None, "mean", backend)
-            even = segment_spmm(odd, relation_csc(index, int(index.reverse[r])), None, "mean",
-                                backend)
-            for parity, h, t in (("odd", odd, dst), ("even", even, src)):
+            # Odd: one hop along r. Even: the odd result goes back along r's reverse. Only this
+            # rank's columns of src are aggregated: mean aggregation keeps columns apart.
+            odd = _aggregate(x[src], relation_csc(index, r), backend)
+            for parity, h, t in (("odd", odd, dst), ("even", None, src)):
+                if h is None:
+                    h = _aggregate(odd, relation_csc(index, int(index.reverse[r])), backend)
+                    del odd
                 if t == target:
-                    sink.add(group_key(parity, et), h.to(dtype))
-                if not update:
-                    continue
-                if squash == "project_norm_sum":
-                    h = h @ proj[(t, parity, r)]
-                elif h.size(1) != in_dims[t]:
-                    raise ValueError(f"squash '{squash}' needs groups of the type's width "
-                                     f"{in_dims[t]}, got {h.size(1)}")
-                h = F.normalize(h, dim=-1)
-                if t in new_x:
-                    new_x[t].add_(h)
-                else:
-                    new_x[t] = h  # F.normalize returned a fresh tensor: safe to add into
-            del odd, even
+                    sink.add(group_key(parity, et), h.to(dtype), *shards.columns(src))
+                if update:
+                    _fold_in(new_x[t], h, proj.get((t, parity, r)), shards, src, t)
+                    touched.add(t)
+                del h
         if update:
             # A type in no relation keeps its features (they can never reach the target).
-            x = {t: new_x.get(t, x[t]) for t in index.node_types}
+            x = {t: new_x[t] if t in touched else x[t] for t in index.node_types}
     return sink.result()
+
+
+def _aggregate(x: Tensor, seg, backend: str | None) -> Tensor:
+    if x.size(1) == 0:  # a rank may own no column of a narrow type
+        return x.new_zeros(seg.num_segments, 0)
+    return segment_spmm(x, seg, None, "mean", backend)
+
+
+def _fold_in(acc: Tensor, h: Tensor, proj: Tensor | None, shards: ColumnShards, src: str,
+             t: str) -> None:
+    """``acc += normalize(h @ proj)`` on this rank's columns of ``t``, one block of rows at a time.
+
+    ``h`` holds this rank's columns of ``src``; each row block is completed across ranks, projected
+    chunk by chunk (64 output columns per GEMM) and L2-normalised with the squared norms of all
+    chunks summed in chunk order, so the arithmetic never depends on the number of ranks.
+    ``proj=None`` is the identity (``squash="norm_sum"``).
+    """
+    chunks = shards.chunks(t)
+    lo = shards.columns(t)[0]
+    for start in range(0, h.size(0), ROW_BLOCK):
+        rows = slice(start, min(start + ROW_BLOCK, h.size(0)))
+        block = shards.gather_columns(h[rows], src)
+        ys = [block @ proj[:, a:b].contiguous() if proj is not None
+              else block[:, a:b].contiguous() for a, b in chunks]
+        sq = torch.stack([(y * y).sum(1) for y in ys], 1) if ys else block.new_zeros(block.size(0), 0)
+        sq = shards.gather_chunks(sq, t)
+        total = sq[:, 0].clone()
+        for c in range(1, sq.size(1)):
+            total += sq[:, c]
+        scale = 1.0 / total.sqrt_().clamp_min_(1e-12)
+        for (a, b), y in zip(chunks, ys, strict=True):
+            acc[rows, a - lo:b - lo] += y * scale[:, None]

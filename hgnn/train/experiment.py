@@ -12,6 +12,7 @@ from hgnn.data import load_dataset
 from hgnn.errors import HgnnError
 from hgnn.models import get_model_class
 from hgnn.train.config import config_sources, resolve_config
+from hgnn.train.distributed import device_for, init_from_env
 from hgnn.train.graph import prepare_graph
 from hgnn.train.metrics import METRICS
 from hgnn.train.record import hardware, peak_gpu_memory_mb, peak_memory_mb, versions
@@ -39,17 +40,22 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
 
     ``dataset_options`` go to the dataset's reader (e.g. ``{"scale": 0.2}`` for ``synthetic``) and
     are stored in the checkpoints so ``evaluate`` rebuilds the same graph.
+
+    Launched by ``torchrun`` (``WORLD_SIZE`` > 1), the ranks join one process group and train
+    together (:mod:`hgnn.train.distributed`); rank 0 writes every file. Every rank returns the summary.
     """
     model_cls = get_model_class(model)
     config = resolve_config(model_cls.default_config(), model, dataset, config_file, overrides)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise HgnnError("--device cuda: no CUDA device is available")
-    dev = torch.device(device)
+    ctx = init_from_env(device)
+    dev = device_for(device, ctx)
     dataset_label = Path(dataset).name if Path(dataset).exists() else dataset
     out = Path(out_dir) if out_dir else Path("runs") / f"{model}-{dataset_label}"
-    if out.exists() and not resume:
+    if out.exists() and not resume and ctx.is_main:
         for child in out.glob("seed_*"):
             shutil.rmtree(child)
+    ctx.barrier()
     per_seed = []
     for seed in seeds:
         seed_dir = out / f"seed_{seed}"
@@ -77,10 +83,12 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
         "peak_memory_mb": max([r["peak_memory_mb"] for r in per_seed if "peak_memory_mb" in r]
                               or [peak_memory_mb()]),
         "peak_gpu_memory_mb": peak_gpu_memory_mb(),
-        "device": str(dev), "versions": versions(), "hardware": hardware(),
+        "device": str(dev), "world_size": ctx.world_size, "versions": versions(),
+        "hardware": hardware(),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
     summary["out_dir"] = str(out)
     return summary
 

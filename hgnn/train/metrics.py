@@ -54,11 +54,24 @@ def accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float(hit.double().mean())
 
 
+def f1_positive(pred: torch.Tensor, target: torch.Tensor, positive: int = 1) -> float:
+    """F1 of the positive class of a binary task, as scikit-learn's ``f1_score(average="binary")``:
+    ``2 TP / (2 TP + FP + FN)``, 0 when no row is positive in ``pred`` or ``target``."""
+    pred, target = pred.view(-1) == positive, target.view(-1) == positive
+    tp = int((pred & target).sum())
+    denom = 2 * tp + int((pred & ~target).sum()) + int((~pred & target).sum())
+    return 2 * tp / denom if denom else 0.0
+
+
 def compute_metrics(logits: torch.Tensor, target: torch.Tensor, task: TaskSpec) -> dict[str, float]:
-    """All of :data:`METRICS` for the given rows."""
+    """All of :data:`METRICS` for the given rows, plus ``f1_positive`` (class 1) for binary
+    single-label tasks."""
     pred = predict(logits, task.multilabel)
     micro, macro = f1_scores(pred, target, task.num_classes)
-    return {"accuracy": accuracy(pred, target), "micro_f1": micro, "macro_f1": macro}
+    out = {"accuracy": accuracy(pred, target), "micro_f1": micro, "macro_f1": macro}
+    if task.num_classes == 2 and not task.multilabel:
+        out["f1_positive"] = f1_positive(pred, target)
+    return out
 
 
 def ogb_accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:

@@ -17,6 +17,7 @@ from torch_geometric.data import HeteroData
 from hgnn.data.sampler import NeighborLoader
 from hgnn.data.task import TaskSpec
 from hgnn.models.base import HeteroModel
+from hgnn.train.distributed import context
 
 
 def loss_fn(logits: Tensor, y: Tensor, task: TaskSpec) -> Tensor:
@@ -39,21 +40,35 @@ class Regime:
         self.precompute_s = 0.0
         self.labels = data[task.target].y
         self.split_ids = {s: _split_ids(data, task, s) for s in ("train", "val", "test")}
+        self.ctx = context()
+        self.seed, self.epoch = 0, 0  # the trainer sets them; they fix each epoch's rank shards
 
-    def train_epoch(self, model: HeteroModel, optimizer, scheduler=None) -> float:
-        """One pass over the training nodes; the mean loss over batches. ``scheduler``, if
+    @property
+    def batch_size(self) -> int:
+        """Per-rank batch: the configured (global) batch split over the ranks."""
+        return math.ceil(self.cfg["batch_size"] / self.ctx.world_size)
+
+    def train_ids(self) -> Tensor:
+        """This rank's training nodes this epoch (all of them in a single process)."""
+        return self.ctx.shard_train(self.split_ids["train"], self.seed, self.epoch)
+
+    def train_epoch(self, model: HeteroModel, optimizer, scheduler=None, epoch: int = 0) -> float:
+        """One pass over (this rank's shard of) the training nodes; the mean loss over batches
+        (and ranks). ``model`` may be a ``DistributedDataParallel`` wrapper. ``scheduler``, if
         given, is stepped after every optimisation step."""
+        self.epoch = epoch
         model.train()
         losses = []
         for logits, y in self._train_batches(model):
             losses.append(self._step(model, optimizer, logits, y))
             if scheduler is not None:
                 scheduler.step()
-        return sum(losses) / max(len(losses), 1)
+        return self.ctx.mean(sum(losses) / max(len(losses), 1))
 
     def steps_per_epoch(self) -> int:
         """Optimisation steps in one ``train_epoch``."""
-        return max(math.ceil(self.split_ids["train"].numel() / self.cfg["batch_size"]), 1)
+        shard = math.ceil(self.split_ids["train"].numel() / self.ctx.world_size)
+        return max(math.ceil(shard / self.batch_size), 1)
 
     @torch.no_grad()
     def logits(self, model: HeteroModel, splits: tuple[str, ...]) -> dict[str, Tensor]:
@@ -61,8 +76,9 @@ class Regime:
         model.eval()
         out = {}
         for s in splits:
-            parts = [x.cpu() for x in self._eval_batches(model, self.split_ids[s])]
-            out[s] = torch.cat(parts) if parts else torch.zeros(0, self.task.num_classes)
+            parts = [x.cpu() for x in self._eval_batches(model, self.ctx.shard_eval(self.split_ids[s]))]
+            mine = torch.cat(parts) if parts else torch.zeros(0, self.task.num_classes)
+            out[s] = self.ctx.gather_rows(mine)
         return out
 
     def _train_batches(self, model: HeteroModel):
@@ -73,7 +89,7 @@ class Regime:
 
     def _step(self, model: HeteroModel, optimizer, logits: Tensor, y: Tensor) -> float:
         loss = loss_fn(logits, y.to(logits.device), self.task)
-        extra = model.auxiliary_loss()
+        extra = getattr(model, "module", model).auxiliary_loss()
         if extra is not None:
             loss = loss + extra
         optimizer.zero_grad()
@@ -97,12 +113,13 @@ class FullBatch(Regime):
         return 1
 
     def _train_batches(self, model: HeteroModel):
-        ids = self.split_ids["train"]
+        ids = self.train_ids()
         yield model(self.x_dict, self.edge_index_dict)[ids.to(self.device)], self.labels[ids]
 
     @torch.no_grad()
     def logits(self, model: HeteroModel, splits: tuple[str, ...]) -> dict[str, Tensor]:
-        model.eval()  # one forward pass scores every split
+        # One forward pass scores every split; ranks hold equal weights, so nothing is gathered.
+        model.eval()
         out = model(self.x_dict, self.edge_index_dict).cpu()
         return {s: out[self.split_ids[s]] for s in splits}
 
@@ -122,7 +139,7 @@ class Sampled(Regime):
 
     def _train_batches(self, model: HeteroModel):
         # The global RNG drives shuffling and sampling, so a restored RNG state replays the epoch.
-        for batch in self._loader(self.split_ids["train"], True, self.cfg["batch_size"], None):
+        for batch in self._loader(self.train_ids(), True, self.batch_size, None):
             store = batch[self.task.target]
             yield self._forward(model, batch), store.y[: store.batch_size]
 
@@ -149,10 +166,10 @@ class Precomputed(Regime):
         return self.features[ids].to(self.device).float()
 
     def _train_batches(self, model: HeteroModel):
-        ids = self.split_ids["train"]
+        ids = self.train_ids()
         ids = ids[torch.randperm(ids.numel())]
-        for start in range(0, ids.numel(), self.cfg["batch_size"]):
-            b = ids[start:start + self.cfg["batch_size"]]
+        for start in range(0, ids.numel(), self.batch_size):
+            b = ids[start:start + self.batch_size]
             yield model(self._rows(b)), self.labels[b]
 
     def _eval_batches(self, model: HeteroModel, ids: Tensor):

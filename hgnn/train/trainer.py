@@ -17,6 +17,7 @@ from hgnn.data.task import TaskSpec
 from hgnn.errors import HgnnError
 from hgnn.models.base import HeteroModel
 from hgnn.train.checkpoint import load_checkpoint, save_checkpoint
+from hgnn.train.distributed import context
 from hgnn.train.metrics import compute_metrics
 from hgnn.train.record import peak_memory_mb
 from hgnn.train.regimes import loss_fn, make_regime
@@ -100,6 +101,7 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
     ``resume``, training continues from ``last.pt``; on CPU the result equals an uninterrupted run.
     """
     cfg = run.config["train"]
+    ctx = context()
     seed_everything(run.seed)
     model = model_cls.build(data, run.task, run.config["model"]).to(run.device)
     regime_name = cfg["regime"] or model_cls.regimes[0]
@@ -107,6 +109,14 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         raise HgnnError(f"model '{run.model_name}' supports the regimes "
                         f"{', '.join(model_cls.regimes)}, not '{regime_name}'")
     regime = make_regime(regime_name, data, run.task, cfg, run.device, model)
+    regime.seed = run.seed
+    trained = model  # what the training steps call: a DDP wrapper when there are several ranks
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(
+            model, device_ids=[run.device.index] if run.device.type == "cuda" else None,
+            find_unused_parameters=True)  # relations can be absent from a sampled batch
     optimizer, scheduler = make_optimizer(model, cfg, regime.steps_per_epoch())
     per_step = scheduler if cfg["scheduler"] == "cosine" else None
     meta = run.meta(model, data)
@@ -125,17 +135,22 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         if scheduler is not None and ckpt.get("scheduler_state"):
             scheduler.load_state_dict(ckpt["scheduler_state"])
         state = ckpt["state"]
-        torch.set_rng_state(ckpt["rng_state"])
+        rng = ckpt.get("rng_states") or [ckpt["rng_state"]]
+        if len(rng) != ctx.world_size:
+            raise HgnnError(f"{last_path}: cannot resume: written by {len(rng)} process(es), "
+                            f"resumed with {ctx.world_size}")
+        torch.set_rng_state(rng[ctx.rank])
 
     epochs = cfg["epochs"]
-    bar = tqdm(total=epochs, initial=state["epoch"] + 1, disable=run.quiet, leave=False,
+    bar = tqdm(total=epochs, initial=state["epoch"] + 1, disable=run.quiet or not ctx.is_main,
+               leave=False,
                desc=f"{run.model_name}/{run.dataset} seed {run.seed}", unit="epoch")
     stopped = state.get("stopped", False)
     for epoch in range(state["epoch"] + 1, epochs):
         if stopped:
             break
         t0 = time.perf_counter()
-        loss = regime.train_epoch(model, optimizer, per_step)
+        loss = regime.train_epoch(trained, optimizer, per_step, epoch)
         if scheduler is not None and cfg["scheduler"] == "onecycle":
             scheduler.step()
         t1 = time.perf_counter()
@@ -151,20 +166,27 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         state["history"].append({"epoch": epoch, "loss": loss, "val_loss": val_loss, **{
             f"val_{k}": v for k, v in val.items()}})
         state["epoch"] = epoch
-        if score > state["best_score"]:
+        improved = score > state["best_score"]
+        if improved:
             state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
-            save_checkpoint({**meta, "epoch": epoch, "model_state": model.state_dict()}, best_path)
         else:
             state["bad_epochs"] += 1
         stopped = cfg["patience"] > 0 and state["bad_epochs"] >= cfg["patience"]
         state["stopped"] = stopped
-        save_checkpoint({**meta, "epoch": epoch, "model_state": model.state_dict(),
-                         "optimizer_state": optimizer.state_dict(),
-                         "scheduler_state": scheduler.state_dict() if scheduler else None,
-                         "state": state, "rng_state": torch.get_rng_state()}, last_path)
+        rng_states = ctx.gather_objects(torch.get_rng_state())
+        if ctx.is_main:  # ranks hold equal weights and state: one writer
+            if improved:
+                save_checkpoint({**meta, "epoch": epoch, "model_state": model.state_dict()},
+                                best_path)
+            save_checkpoint({**meta, "epoch": epoch, "model_state": model.state_dict(),
+                             "optimizer_state": optimizer.state_dict(),
+                             "scheduler_state": scheduler.state_dict() if scheduler else None,
+                             "state": state, "rng_state": rng_states[0],
+                             "rng_states": rng_states, "world_size": ctx.world_size}, last_path)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}", **{f"val_{cfg['monitor']}": f"{score:.4f}"})
     bar.close()
+    ctx.barrier()  # rank 0's last writes are visible to every rank from here
 
     if not best_path.is_file():
         raise HgnnError(f"{run.out_dir}: no epoch was trained (epochs = {epochs})")
@@ -181,7 +203,9 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
                     "eval_s": eval_s},
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "peak_memory_mb": peak_memory_mb(),
+        "world_size": ctx.world_size,
         "history": state["history"],
     }
-    (run.out_dir / "result.json").write_text(json.dumps(result, indent=1))
+    if ctx.is_main:
+        (run.out_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result
