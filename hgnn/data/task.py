@@ -17,7 +17,9 @@ class TaskSpec:
             ``accuracy``, ``f1_positive``).
         split: how ``train_mask`` / ``val_mask`` / ``test_mask`` were made: ``"fixed"`` (the
             dataset ships them) or ``"holdout"`` (the shipped training pool is split into train and
-            validation by ``split_seed``, stratified, ``val_fraction`` going to validation).
+            validation by ``split_seed``, stratified, ``val_fraction`` going to validation) or
+            ``"random"`` (the reader drew all three from the nodes with ``split_seed``, as some
+            H2GB datasets define their split).
         val_fraction: fraction of the training pool held out for validation (``"holdout"`` only).
         split_seed: seed of the holdout split, ``None`` for fixed splits.
         class_names: human-readable class names when the dataset records them.
