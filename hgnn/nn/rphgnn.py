@@ -58,10 +58,12 @@ from hgnn.data.relation_index import EdgeType, RelationIndex, relation_index
 from hgnn.data.transforms import REV
 from hgnn.nn.rphgnn_store import ColumnShards, HopStore
 from hgnn.ops import segment_spmm
+from hgnn.ops.segments import Segments
 from hgnn.ops.typed import relation_csc
 
 SQUASH_STRATEGIES = ("project_norm_sum", "norm_sum")
 ROW_BLOCK = 16384  # rows per projection block: bounds the update's temporaries
+EVEN_BLOCK = 4 * ROW_BLOCK  # rows of an even (2-hop) result alive at once
 
 
 @dataclass(frozen=True)
@@ -259,16 +261,22 @@ def rphgnn_precompute(data: HeteroData, target: str, num_hops: int, use_input: b
             # Odd: one hop along r. Even: the odd result goes back along r's reverse. Only this
             # rank's columns of src are aggregated: mean aggregation keeps columns apart.
             odd = _aggregate(x[src], relation_csc(index, r), backend)
-            for parity, h, t in (("odd", odd, dst), ("even", None, src)):
-                if h is None:
-                    h = _aggregate(odd, relation_csc(index, int(index.reverse[r])), backend)
-                    del odd
+            back = relation_csc(index, int(index.reverse[r]))
+            # The even result is made, used and dropped in row blocks: odd plus one block of it.
+            blocks = [(None, 0, odd.size(0))] + [
+                (back, a, min(a + EVEN_BLOCK, back.num_segments))
+                for a in range(0, back.num_segments, EVEN_BLOCK)]
+            for seg, a, b in blocks:
+                parity, t = ("odd", dst) if seg is None else ("even", src)
+                h = odd if seg is None else _aggregate(odd, _segment_rows(seg, a, b), backend)
                 if t == target:
-                    sink.add(group_key(parity, et), h.to(dtype), *shards.columns(src))
+                    sink.add(group_key(parity, et), h.to(dtype), *shards.columns(src), row0=a,
+                             last=b == (odd.size(0) if seg is None else seg.num_segments))
                 if update:
-                    _fold_in(new_x[t], h, proj.get((t, parity, r)), shards, src, t)
+                    _fold_in(new_x[t], h, proj.get((t, parity, r)), shards, src, t, row0=a)
                     touched.add(t)
                 del h
+            del odd
         if update:
             # A type in no relation keeps its features (they can never reach the target).
             x = {t: new_x[t] if t in touched else x[t] for t in index.node_types}
@@ -281,9 +289,16 @@ def _aggregate(x: Tensor, seg, backend: str | None) -> Tensor:
     return segment_spmm(x, seg, None, "mean", backend)
 
 
+def _segment_rows(seg: Segments, a: int, b: int) -> Segments:
+    """Segments ``a .. b`` of ``seg`` alone (same source table)."""
+    lo, hi = int(seg.ptr[a]), int(seg.ptr[b])
+    return Segments(seg.ptr[a:b + 1] - lo, seg.index[lo:hi], seg.num_src)
+
+
 def _fold_in(acc: Tensor, h: Tensor, proj: Tensor | None, shards: ColumnShards, src: str,
-             t: str) -> None:
-    """``acc += normalize(h @ proj)`` on this rank's columns of ``t``, one block of rows at a time.
+             t: str, row0: int = 0) -> None:
+    """``acc[row0:] += normalize(h @ proj)`` on this rank's columns of ``t``, one block of rows at a
+    time.
 
     ``h`` holds this rank's columns of ``src``; each row block is completed across ranks, projected
     chunk by chunk (64 output columns per GEMM) and L2-normalised with the squared norms of all
@@ -303,5 +318,6 @@ def _fold_in(acc: Tensor, h: Tensor, proj: Tensor | None, shards: ColumnShards, 
         for c in range(1, sq.size(1)):
             total += sq[:, c]
         scale = 1.0 / total.sqrt_().clamp_min_(1e-12)
+        out_rows = slice(row0 + rows.start, row0 + rows.stop)
         for (a, b), y in zip(chunks, ys, strict=True):
-            acc[rows, a - lo:b - lo] += y * scale[:, None]
+            acc[out_rows, a - lo:b - lo] += y * scale[:, None]

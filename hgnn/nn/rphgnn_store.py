@@ -150,16 +150,19 @@ class HopStore:
         # and maps of an earlier result keep their (replaced) file.
         return self._file(key).with_suffix(".npy.partial")
 
-    def add(self, key: str, h: Tensor, lo: int, hi: int) -> None:
-        hop = self.filled[key]
+    def add(self, key: str, h: Tensor, lo: int, hi: int, row0: int = 0, last: bool = True) -> None:
+        """Rows ``row0 .. row0 + len(h)`` of the group's next hop, columns ``[lo, hi)``; ``last``
+        marks the hop complete (row blocks must arrive in order)."""
+        hop, rows = self.filled[key], slice(row0, row0 + h.size(0))
         if self.path is None:
-            self.tensors[key][:, hop, lo:hi] = h
+            self.tensors[key][rows, hop, lo:hi] = h
         elif self.shards.enabled:
             if hi > lo:
-                self.maps[key][hop, :, lo:hi] = h.to(torch.float16).numpy()
+                self.maps[key][hop, rows, lo:hi] = h.to(torch.float16).numpy()
         else:
             self.files[key].write(h.to(torch.float16).contiguous().numpy().tobytes())
-        self.filled[key] = hop + 1
+        if last:
+            self.filled[key] = hop + 1
 
     def result(self) -> dict[str, Tensor]:
         if self.path is None:
