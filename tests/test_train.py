@@ -263,3 +263,14 @@ def test_plateau_scheduler_cuts_lr_after_patience():
     for loss in (1.0, 0.9, 0.95, 0.95, 0.95):
         sched.step(loss)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+def test_iters_per_epoch_caps_the_batches(tmp_path, monkeypatch):
+    from hgnn.train.regimes import Regime
+
+    steps = []
+    original = Regime._step
+    monkeypatch.setattr(Regime, "_step", lambda self, *a: steps.append(1) or original(self, *a))
+    train("rgcn", tmp_path, "train.epochs=2", "train.regime=sampled", "train.batch_size=64",
+          "train.iters_per_epoch=3")
+    assert len(steps) == 6  # 2 epochs x 3 batches, of the ~15 a full pass would take

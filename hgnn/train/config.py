@@ -29,6 +29,7 @@ TRAIN_DEFAULTS: dict = {
         "batch_size": 1024,      # sampled / precomputed regimes
         "eval_batch_size": 4096,
         "num_neighbors": [10, 10],
+        "iters_per_epoch": 0,     # > 0: an epoch is this many batches of a shuffled pass
         "grad_clip": 0.0,
     },
     "graph": {

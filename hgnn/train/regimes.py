@@ -59,16 +59,21 @@ class Regime:
         self.epoch = epoch
         model.train()
         losses = []
+        limit = self.steps_per_epoch()
         for logits, y in self._train_batches(model):
             losses.append(self._step(model, optimizer, logits, y))
             if scheduler is not None:
                 scheduler.step()
+            if len(losses) == limit:
+                break
         return self.ctx.mean(sum(losses) / max(len(losses), 1))
 
     def steps_per_epoch(self) -> int:
-        """Optimisation steps in one ``train_epoch``."""
+        """Optimisation steps in one ``train_epoch``: a pass over the training nodes, or
+        ``train.iters_per_epoch`` batches of it when that is set (H2GB's fixed-size epochs)."""
         shard = math.ceil(self.split_ids["train"].numel() / self.ctx.world_size)
-        return max(math.ceil(shard / self.batch_size), 1)
+        full = max(math.ceil(shard / self.batch_size), 1)
+        return min(full, self.cfg["iters_per_epoch"]) if self.cfg["iters_per_epoch"] > 0 else full
 
     @torch.no_grad()
     def logits(self, model: HeteroModel, splits: tuple[str, ...]) -> dict[str, Tensor]:
