@@ -4,8 +4,9 @@ at ogbn-mag's full shape.
 Every measurement runs in a fresh process, so its peak RSS is its own. The graph is the ``mag``
 preset scaled to the requested number of (generated) edges, prepared as RpHGNN's ogbn-mag run does
 (reverse of every relation added, featureless types given random features of width 512) and
-pre-computed with the ogbn-mag script's settings (K = 5, ``use_input``). Timed: the pre-computation
-alone (generation and preparation are reported separately). Writes
+pre-computed with the ogbn-mag script's settings (K = 5, ``use_input``). "Generated edges" are the
+generator's output; preparation symmetrises ``cites`` and adds a reverse of every other relation.
+Timed: the pre-computation alone (generation and preparation are reported separately). Writes
 ``benchmarks/results/rphgnn_precompute.{json,md,png}``::
 
     python benchmarks/rphgnn_precompute.py                       # 1M, 4M, 16M edges + full mag shape
@@ -53,6 +54,7 @@ def measure(edges: float, store: str | None, threads: int) -> dict:
     scale = min(edges / MAG_EDGES, 1.0)
     t0 = time.perf_counter()
     data, task = read_synthetic(seed=0, preset="mag", scale=scale)
+    generated = sum(int(data[et].edge_index.size(1)) for et in data.edge_types)
     t1 = time.perf_counter()
     graph = {**TRAIN_DEFAULTS["graph"], "add_reverse": "all", "featureless": "random",
              "random_dim": SETTINGS["random_dim"]}
@@ -71,8 +73,7 @@ def measure(edges: float, store: str | None, threads: int) -> dict:
         "requested_edges": int(edges),
         "scale": round(scale, 5),
         "nodes": sum(int(data[t].num_nodes) for t in data.node_types),
-        "generated_edges": sum(int(data[et].edge_index.size(1)) for et in data.edge_types
-                               if not et[1].startswith("rev_")),
+        "generated_edges": generated,
         "edges_with_reverses": sum(int(data[et].edge_index.size(1)) for et in data.edge_types),
         "relations": len(data.edge_types),
         "groups": len(feats),

@@ -67,3 +67,24 @@ def test_backends_agree_in_float64():
     got = conv(x, data.edge_index_dict)
     for t in ref:
         assert torch.allclose(ref[t], got[t], atol=1e-10)
+
+
+def test_sparse_input_linear_matches_dense():
+    from hgnn.nn.type_encoder import SPARSE_MIN_ELEMENTS, SparseInputLinear
+
+    gen = torch.Generator().manual_seed(0)
+    rows = SPARSE_MIN_ELEMENTS // 200 + 1
+    x = (torch.rand(rows, 200, generator=gen) < 0.01).double()
+    sparse = SparseInputLinear(200, 16).double()
+    dense = torch.nn.Linear(200, 16).double()
+    dense.load_state_dict(sparse.state_dict())
+    for _ in range(2):  # the second call uses the cached CSR
+        sparse.zero_grad()
+        dense.zero_grad()
+        a, b = sparse(x), dense(x)
+        assert torch.allclose(a, b)
+        a.square().sum().backward()
+        b.square().sum().backward()
+        assert torch.allclose(sparse.weight.grad, dense.weight.grad)
+        assert torch.allclose(sparse.bias.grad, dense.bias.grad)
+    assert sparse._cache[1] is not None  # it took the sparse path

@@ -12,7 +12,7 @@ from hgnn.errors import HgnnError
 from hgnn.models.base import HeteroModel
 from hgnn.nn.latte_conv import LATTE as LATTEStack
 from hgnn.nn.latte_conv import NORMS
-from hgnn.nn.type_encoder import input_channels
+from hgnn.nn.type_encoder import SparseInputLinear, input_channels
 
 
 class LATTE(HeteroModel):
@@ -40,7 +40,7 @@ class LATTE(HeteroModel):
         node_types, edge_types = metadata
         self.target, self.proximity, self.dropout = target, proximity, dropout
         self.inputs = nn.ModuleDict({
-            t: nn.Embedding(-c, hidden) if c < 0 else nn.Linear(c, hidden)
+            t: nn.Embedding(-c, hidden) if c < 0 else SparseInputLinear(c, hidden)
             for t, c in in_channels.items()
         })
         self.encoder = LATTEStack(hidden, list(node_types), [tuple(et) for et in edge_types], layers,

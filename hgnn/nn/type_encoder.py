@@ -1,8 +1,64 @@
 """Per-node-type input projection to a shared width."""
 from __future__ import annotations
 
+import warnings
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+SPARSE_MIN_ELEMENTS = 1 << 20  # smaller inputs are cheap either way
+SPARSE_MAX_DENSITY = 0.05
+
+
+class _SparseRowsMatmul(torch.autograd.Function):
+    """``x @ w`` for a constant sparse ``x`` given as CSR and its transpose (for the weight
+    gradient); no gradient for ``x``."""
+
+    @staticmethod
+    def forward(ctx, csr: Tensor, csr_t: Tensor, w: Tensor) -> Tensor:
+        ctx.save_for_backward(csr_t)
+        return torch.sparse.mm(csr, w)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (csr_t,) = ctx.saved_tensors
+        return None, None, torch.sparse.mm(csr_t, grad)
+
+
+class SparseInputLinear(nn.Linear):
+    """``nn.Linear`` that multiplies large, mostly-zero, constant inputs (bag-of-words features:
+    HGB DBLP's 4,231-wide paper rows are 0.16% non-zero) as CSR instead of densely. Inputs that
+    need a gradient, are small or are dense take the ordinary path; the result is the same up to
+    float rounding. The CSR form of the last input is cached (full-batch training passes the same
+    tensor every epoch)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._cache: tuple | None = None
+
+    def _sparse(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
+        key = (x.data_ptr(), x._version, tuple(x.shape), x.device)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        found = None
+        if int(torch.count_nonzero(x)) <= SPARSE_MAX_DENSITY * x.numel():
+            with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                csr = x.to_sparse_csr()
+                found = (csr, csr.t().to_sparse_csr())
+        self._cache = (key, found)
+        return found
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (x.dim() != 2 or x.requires_grad or x.numel() < SPARSE_MIN_ELEMENTS
+                or not x.is_floating_point() or x.layout != torch.strided):
+            return F.linear(x, self.weight, self.bias)
+        pair = self._sparse(x)
+        if pair is None:
+            return F.linear(x, self.weight, self.bias)
+        out = _SparseRowsMatmul.apply(pair[0], pair[1], self.weight.t())
+        return out + self.bias if self.bias is not None else out
 
 
 class TypeEncoder(nn.Module):
@@ -27,7 +83,7 @@ class TypeEncoder(nn.Module):
                  activation: str = "none") -> None:
         super().__init__()
         self.proj = nn.ModuleDict({
-            t: nn.Embedding(-c, out_channels) if c < 0 else nn.Linear(c, out_channels)
+            t: nn.Embedding(-c, out_channels) if c < 0 else SparseInputLinear(c, out_channels)
             for t, c in in_channels.items()
         })
         self.activation = {"none": nn.Identity(), "relu": nn.ReLU(), "tanh": nn.Tanh()}[activation]
