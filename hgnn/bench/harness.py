@@ -150,6 +150,8 @@ def aggregate(suite: Suite, results: Path) -> dict:
                 row["val"] = {m: _mean_std([r["val"][m] for r in res]) for m in METRICS}
                 row["timings_s"] = {k: statistics.fmean(r["timings"][k] for r in res)
                                     for k in ("precompute_s", "train_s", "eval_s")}
+                row["epoch_s"] = statistics.fmean(r["timings"]["train_s"] / max(r.get("epochs_run", 1), 1)
+                                                  for r in res)
                 row["peak_memory_mb"] = max(r.get("peak_memory_mb", 0.0) for r in res) or None
                 summary = folder / "summary.json"
                 if summary.is_file():
@@ -177,8 +179,8 @@ def markdown(table: dict) -> str:
              "peak MiB is the process's peak resident memory.",
              "",
              "| model | dataset | micro-F1 | macro-F1 | accuracy | paper (metric) | ours - paper | "
-             "precompute s | train s | eval s | peak MiB | seeds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "precompute s | train s | s / epoch | eval s | peak MiB | seeds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table["rows"]:
         test = r.get("test", {})
         ref = r["reference"]
@@ -188,8 +190,9 @@ def markdown(table: dict) -> str:
             if test:
                 diff = f"{100 * test[ref['metric']]['mean'] - ref['value']:+.2f}"
         seeds = f"{len(r['seeds_done'])}/{len(r['seeds_done']) + len(r['seeds_missing'])}"
-        times = " | ".join(f"{r['timings_s'][k]:.1f}" for k in ("precompute_s", "train_s", "eval_s")) \
-            if test else "missing | missing | missing"
+        times = (f"{r['timings_s']['precompute_s']:.1f} | {r['timings_s']['train_s']:.1f} | "
+                 f"{r['epoch_s']:.2f} | {r['timings_s']['eval_s']:.1f}") if test else \
+            "missing | missing | missing | missing"
         peak = f"{r['peak_memory_mb']:.0f}" if test and r.get("peak_memory_mb") else "-"
         lines.append(f"| {r['model']} | {r['dataset']} | {_cell(test.get('micro_f1'))} | "
                      f"{_cell(test.get('macro_f1'))} | {_cell(test.get('accuracy'))} | {ref_cell} | "
