@@ -274,3 +274,29 @@ def test_iters_per_epoch_caps_the_batches(tmp_path, monkeypatch):
     train("rgcn", tmp_path, "train.epochs=2", "train.regime=sampled", "train.batch_size=64",
           "train.iters_per_epoch=3")
     assert len(steps) == 6  # 2 epochs x 3 batches, of the ~15 a full pass would take
+
+
+def test_predict_explain_writes_relation_weights(tmp_path):
+    from hgnn.cli.main import main
+
+    train("rgcn", tmp_path, "train.epochs=2")
+    ckpt = tmp_path / "rgcn" / "seed_0" / "best.pt"
+    out = tmp_path / "pred.csv"
+    # RGCN has no relation weights: a one-line error, exit 2, and no prediction file written
+    assert main(["predict", "--checkpoint", str(ckpt), "--out", str(out), "--explain"]) == 2
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("model", ["latte", "rhgnn"])
+def test_predict_explain_tables(tmp_path, model, capsys):
+    from hgnn.cli.main import main
+
+    train(model, tmp_path, "train.epochs=2", "train.regime=full")
+    out = tmp_path / "pred.csv"
+    ckpt = tmp_path / model / "seed_0" / "best.pt"
+    assert main(["predict", "--checkpoint", str(ckpt), "--out", str(out), "--explain"]) == 0
+    weights = json.loads((tmp_path / "pred.csv.explain.json").read_text())
+    target = "paper"  # the synthetic graph's target type
+    assert target in weights and weights[target]
+    assert all(0.0 <= w <= 1.0 for w in weights[target].values())
+    assert target in capsys.readouterr().out

@@ -100,10 +100,11 @@ def explain_checkpoint(checkpoint: str | Path, dataset: str | None = None, root:
 
 
 def format_explanation(weights: dict[str, dict[str, float]]) -> str:
-    """One table per node type: relation, average weight."""
+    """One table per node type: relation (or slot), average weight, in the model's order (LATTE
+    lists each layer's slots together; each layer's weights sum to 1 per node)."""
     lines = []
     for node_type, rows in weights.items():
         width = max(len(r) for r in rows) if rows else 8
         lines.append(f"{node_type}")
-        lines += [f"  {rel:<{width}}  {w:.4f}" for rel, w in sorted(rows.items(), key=lambda kv: -kv[1])]
+        lines += [f"  {rel:<{width}}  {w:.4f}" for rel, w in rows.items()]
     return "\n".join(lines)
