@@ -195,3 +195,47 @@ def test_additive_attention_matches_reference_and_gradcheck(backend):
             torch.randn(7, 2, 3, dtype=torch.float64, requires_grad=True))
     assert torch.autograd.gradcheck(
         lambda a, b, c: segment_additive_attention(a, b, c, small, 0.2, backend=backend), args)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_attention_clamp_and_weight_match_reference_and_gradcheck(backend):
+    # Scores spread well beyond +-1 so the clamp cuts some edges and not others; weights [E, H]
+    # play an inverted-dropout mask (zeros and 1 / (1 - p)).
+    seg = random_segments(8)
+    gen = torch.Generator().manual_seed(9)
+    q = (3 * torch.randn(seg.num_segments, 2, 4, generator=gen)).requires_grad_()
+    k = torch.randn(seg.num_src, 2, 4, generator=gen, requires_grad=True)
+    v = torch.randn(seg.num_src, 2, 3, generator=gen, requires_grad=True)
+    w = (torch.rand(seg.num_edges, 2, generator=gen) > 0.3).float() / 0.7
+    for clamp, weight in (((-1.0, 1.0), None), (None, w), ((-0.5, 2.0), w)):
+        out = segment_attention(q, k, v, seg, backend=backend, clamp=clamp, weight=weight)
+        leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+        ref = segment_attention(*leaves, seg, backend="reference", clamp=clamp, weight=weight)
+        assert torch.allclose(out, ref, atol=1e-5)
+        g = torch.randn_like(out)
+        got = torch.autograd.grad(out, (q, k, v), g)
+        want = torch.autograd.grad(ref, leaves, g)
+        for a, b in zip(got, want, strict=True):
+            assert torch.allclose(a, b, atol=1e-5)
+    clamped = segment_attention(q, k, v, seg, backend=backend, clamp=(-1.0, 1.0))
+    assert not torch.allclose(clamped, segment_attention(q, k, v, seg, backend=backend), atol=1e-3)
+    small = random_segments(3, num_src=7, num_seg=5, num_edges=20)
+    gen = torch.Generator().manual_seed(10)
+    args = (2 * torch.randn(5, 2, 3, dtype=torch.float64, generator=gen),
+            torch.randn(7, 2, 3, dtype=torch.float64, generator=gen),
+            torch.randn(7, 2, 2, dtype=torch.float64, generator=gen))
+    args = tuple(a.requires_grad_() for a in args)
+    w64 = (torch.rand(small.num_edges, 2, dtype=torch.float64, generator=gen) > 0.3).double() / 0.7
+    assert torch.autograd.gradcheck(
+        lambda q, k, v: segment_attention(q, k, v, small, backend=backend, clamp=(-0.7, 0.9),
+                                          weight=w64), args)
+
+
+def test_attention_clamp_and_weight_validation():
+    seg = random_segments(0)
+    q, k, v = torch.randn(seg.num_segments, 2, 4), torch.randn(seg.num_src, 2, 4), \
+        torch.randn(seg.num_src, 2, 3)
+    with pytest.raises(ValueError, match="weight must have shape"):
+        segment_attention(q, k, v, seg, weight=torch.ones(seg.num_edges))
+    with pytest.raises(ValueError, match="lo <= hi"):
+        segment_attention(q, k, v, seg, clamp=(1.0, -1.0))

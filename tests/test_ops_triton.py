@@ -233,6 +233,32 @@ def test_attention_gradcheck():
         lambda a, b, c: ops.segment_attention(a, b, c, seg, backend="triton"), (q, k, v))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_attention_clamp_and_weight_match_reference(dtype: torch.dtype):
+    seg = make_segments(seed=24)
+    q, k, v = _qkv(seg, 2, 5, 3, dtype, seed=25)
+    q = (q * 3).detach().requires_grad_()  # scores beyond the clamp for some edges only
+    gen = torch.Generator().manual_seed(26)
+    w = ((torch.rand(seg.num_edges, 2, generator=gen) > 0.3).to(dtype) / 0.7)
+    g = torch.randn(seg.num_segments, 2, 3, generator=gen, dtype=dtype)
+    for clamp, weight in (((-1.0, 1.0), None), (None, w), ((-0.5, 2.0), w)):
+        out = ops.segment_attention(q, k, v, seg, backend="triton", clamp=clamp, weight=weight)
+        ref = reference.segment_attention(q, k, v, seg.ptr, seg.index, 5 ** -0.5, clamp, weight)
+        torch.testing.assert_close(out, ref, **TOL[dtype])
+        for got, want in zip(_grads(out, (q, k, v), g), _grads(ref, (q, k, v), g), strict=True):
+            torch.testing.assert_close(got, want, **TOL[dtype])
+
+
+def test_attention_clamp_and_weight_gradcheck():
+    seg = make_segments(seed=27, num_segments=4, num_src=5, big=18)
+    q, k, v = _qkv(seg, 1, 3, 2, torch.float64, seed=28)
+    w = (torch.rand(seg.num_edges, 1, generator=torch.Generator().manual_seed(29),
+                    dtype=torch.float64) > 0.3).double() / 0.7
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: ops.segment_attention(a, b, c, seg, backend="triton", clamp=(-0.6, 0.8),
+                                              weight=w), (q, k, v))
+
+
 def _additive_inputs(seg: Segments, heads: int, dv: int, dtype: torch.dtype, seed: int):
     gen = torch.Generator().manual_seed(seed)
     a_dst = torch.randn(seg.num_segments, heads, generator=gen, dtype=dtype).requires_grad_()

@@ -24,6 +24,11 @@ class HeteroModel(nn.Module):
 
     name: ClassVar[str] = ""
     regimes: ClassVar[tuple[str, ...]] = ("full", "sampled")
+    #: The model reads the target type's labels as input (a label trick, e.g. H2G-former's masked
+    #: label embedding). The full and sampled regimes then call :meth:`set_label_context` before
+    #: every forward, and the full regime runs one forward per evaluated split (each split sees
+    #: different labels).
+    uses_labels: ClassVar[bool] = False
 
     @classmethod
     def default_config(cls) -> dict:
@@ -34,6 +39,23 @@ class HeteroModel(nn.Module):
     def build(cls, data: HeteroData, task: TaskSpec, config: dict) -> HeteroModel:
         """Instantiate for a (prepared) graph and task from the resolved ``config["model"]``."""
         raise NotImplementedError
+
+    def set_label_context(self, phase: str, node_ids: torch.Tensor | None = None,
+                          num_seeds: int | None = None) -> None:
+        """What the next forward of a ``uses_labels`` model may see; set by the regimes.
+
+        Args:
+            phase: ``"train"`` (a training step), ``"val"`` or ``"test"`` (scoring that split).
+                Training and validation see training labels only; test sees training and
+                validation labels.
+            node_ids: global ids ``[n]`` of the target-type rows of the next forward's ``x_dict``
+                (a sampled batch's ``n_id``); ``None``: every target node, in order (full graph).
+            num_seeds: the first ``num_seeds`` rows are the batch's seeds, whose predictions are
+                used; ``None`` when not a seed batch (full graph).
+
+        Stored as ``label_phase``, ``label_node_ids`` and ``label_num_seeds`` for ``forward``.
+        """
+        self.label_phase, self.label_node_ids, self.label_num_seeds = phase, node_ids, num_seeds
 
     def precompute(self, data: HeteroData) -> torch.Tensor | dict[str, torch.Tensor]:
         raise NotImplementedError(f"{type(self).__name__} has no precomputed regime")

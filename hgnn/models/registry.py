@@ -13,6 +13,7 @@ MODELS: dict[str, str] = {
     "rphgnn": "hgnn.models.rphgnn:RpHGNN",
     "rhgnn": "hgnn.models.rhgnn:RHGNN",
     "latte": "hgnn.models.latte:LATTE",
+    "h2gformer": "hgnn.models.h2gformer:H2GFormer",
 }
 DEFAULT_MODEL = "rphgnn"
 

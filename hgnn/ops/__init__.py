@@ -88,13 +88,23 @@ def segment_spmm(x: Tensor, seg: Segments, weight: Tensor | None = None, reduce:
 
 
 def segment_attention(q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: float | None = None,
-                      backend: str | None = None) -> Tensor:
+                      backend: str | None = None, *, clamp: tuple[float, float] | None = None,
+                      weight: Tensor | None = None) -> Tensor:
     """Fused softmax attention over each segment's edges, per head.
 
     ``q`` ``[S, H, D]``, ``k`` ``[N, H, D]``, ``v`` ``[N, H, Dv]``;
-    ``out[s] = sum_e softmax_e(scale * <q[s], k[index[e]]>) * v[index[e]]``, ``[S, H, Dv]``.
-    ``scale`` defaults to ``1 / sqrt(D)``. The fused backends never build the ``[E, H]`` scores or
-    ``[E, H, Dv]`` messages; their backward recomputes scores from the saved log-sum-exp.
+    ``out[s] = sum_e softmax_e(clip(scale * <q[s], k[index[e]]>)) * w[e] * v[index[e]]``,
+    ``[S, H, Dv]``. ``scale`` defaults to ``1 / sqrt(D)``. The fused backends never build the
+    ``[E, H]`` scores or ``[E, H, Dv]`` messages; their backward recomputes scores from the saved
+    log-sum-exp.
+
+    Args:
+        clamp: ``(lo, hi)``: the scaled score is clamped to ``[lo, hi]`` before the softmax (as
+            H2G-former's ``clamp(score, -5, 5)``); the gradient passes where ``lo <= score <= hi``,
+            as ``torch.clamp``'s does. ``None``: no clamp.
+        weight: optional ``[E, H]`` multipliers of the normalised attention weights, applied after
+            the softmax without renormalising (an inverted-dropout mask on the attention weights);
+            treated as a constant (no gradient flows to it).
     """
     for name, t in (("q", q), ("k", k), ("v", v)):
         _check_float(name, t)
@@ -106,17 +116,28 @@ def segment_attention(q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: flo
         raise ValueError(f"shapes do not agree: q {list(q.shape)}, k {list(k.shape)}, "
                          f"v {list(v.shape)}")
     seg.validate(k.size(0), "k")
+    if clamp is not None:
+        clamp = (float(clamp[0]), float(clamp[1]))
+        if not clamp[0] <= clamp[1]:
+            raise ValueError(f"clamp must be (lo, hi) with lo <= hi, got {clamp}")
+    if weight is not None:
+        if tuple(weight.shape) != (seg.num_edges, q.size(1)):
+            raise ValueError(f"weight must have shape [{seg.num_edges}, {q.size(1)}], got "
+                             f"{list(weight.shape)}")
+        if weight.dtype != q.dtype:
+            raise TypeError(f"weight dtype {weight.dtype} differs from q dtype {q.dtype}")
+        weight = weight.detach()
     scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else float(scale)
     name = backend_for(q, backend)
     if name == "cpu" and not q.is_cuda:
         from hgnn.ops import cpu
 
-        return cpu.segment_attention(q, k, v, seg, scale)
+        return cpu.segment_attention(q, k, v, seg, scale, clamp, weight)
     if name == "triton":
         from hgnn.ops import triton_ops
 
-        return triton_ops.segment_attention(q, k, v, seg, scale)
-    return reference.segment_attention(q, k, v, seg.ptr, seg.index, scale)
+        return triton_ops.segment_attention(q, k, v, seg, scale, clamp, weight)
+    return reference.segment_attention(q, k, v, seg.ptr, seg.index, scale, clamp, weight)
 
 
 def segment_additive_attention(a_dst: Tensor, a_src: Tensor, v: Tensor, seg: Segments,

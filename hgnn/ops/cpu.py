@@ -8,6 +8,7 @@ compiler makes :func:`available` return ``False`` and the dispatch fall back to 
 from __future__ import annotations
 
 import functools
+import math
 import os
 from pathlib import Path
 
@@ -65,22 +66,24 @@ class _SpMM(torch.autograd.Function):
 
 class _Attention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: float) -> Tensor:
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        out, lse = _extension().attention_forward(q, k, v, seg.ptr, seg.index, scale)
-        ctx.save_for_backward(q, k, v, out, lse)
-        ctx.seg, ctx.scale = seg, scale
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: float,
+                clamp: tuple[float, float], weight: Tensor) -> Tensor:
+        q, k, v, weight = q.contiguous(), k.contiguous(), v.contiguous(), weight.contiguous()
+        out, lse = _extension().attention_forward(q, k, v, seg.ptr, seg.index, scale, clamp[0],
+                                                  clamp[1], weight)
+        ctx.save_for_backward(q, k, v, out, lse, weight)
+        ctx.seg, ctx.scale, ctx.clamp = seg, scale, clamp
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        q, k, v, out, lse = ctx.saved_tensors
+        q, k, v, out, lse, weight = ctx.saved_tensors
         seg = ctx.seg
         tptr, tedge, tseg = seg.transpose()
         gq, gk, gv = _extension().attention_backward(grad_out.contiguous(), q, k, v, out, lse,
                                                      seg.ptr, seg.index, tptr, tedge, tseg,
-                                                     ctx.scale)
-        return gq, gk, gv, None, None
+                                                     ctx.scale, ctx.clamp[0], ctx.clamp[1], weight)
+        return gq, gk, gv, None, None, None, None
 
 
 class _Additive(torch.autograd.Function):
@@ -112,5 +115,9 @@ def segment_spmm(x: Tensor, seg: Segments, weight: Tensor | None, reduce: str) -
     return _SpMM.apply(x, weight, seg, reduce)
 
 
-def segment_attention(q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: float) -> Tensor:
-    return _Attention.apply(q, k, v, seg, scale)
+def segment_attention(q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: float,
+                      clamp: tuple[float, float] | None = None,
+                      weight: Tensor | None = None) -> Tensor:
+    bounds = clamp if clamp is not None else (-math.inf, math.inf)
+    w = weight if weight is not None else q.new_empty(0)
+    return _Attention.apply(q, k, v, seg, scale, bounds, w)

@@ -56,16 +56,23 @@ def segment_softmax(scores: Tensor, ptr: Tensor) -> Tensor:
 
 
 def segment_attention(q: Tensor, k: Tensor, v: Tensor, ptr: Tensor, index: Tensor,
-                      scale: float = 1.0) -> Tensor:
+                      scale: float = 1.0, clamp: tuple[float, float] | None = None,
+                      weight: Tensor | None = None) -> Tensor:
     """Dot-product attention over each segment's edges, per head.
 
     ``q`` ``[S, H, D]`` (one query per segment), ``k`` ``[N, H, D]``, ``v`` ``[N, H, Dv]`` (rows
-    addressed by ``index``). ``alpha_e = softmax_{e in seg(s)}(scale * <q[s], k[index[e]]>)`` and
-    ``out[s] = sum_e alpha_e * v[index[e]]``; ``[S, H, Dv]``.
+    addressed by ``index``). ``alpha_e = softmax_{e in seg(s)}(clip(scale * <q[s], k[index[e]]>))``
+    and ``out[s] = sum_e alpha_e * w[e] * v[index[e]]``; ``[S, H, Dv]``. ``clip`` clamps the score
+    to ``clamp = (lo, hi)`` (no clamp when ``None``); ``weight`` ``[E, H]`` multiplies the
+    normalised weights after the softmax (e.g. an inverted-dropout mask), ``w = 1`` when ``None``.
     """
     seg = _segment_ids(ptr)
     scores = (q.index_select(0, seg) * k.index_select(0, index)).sum(-1) * scale  # [E, H]
+    if clamp is not None:
+        scores = scores.clamp(clamp[0], clamp[1])
     alpha = segment_softmax(scores, ptr)
+    if weight is not None:
+        alpha = alpha * weight
     msg = v.index_select(0, index) * alpha.unsqueeze(-1)
     return q.new_zeros((ptr.numel() - 1,) + tuple(v.shape[1:])).index_add(0, seg, msg)
 

@@ -28,7 +28,10 @@ are deterministic and every output can start as ``torch.empty``.
 * ``segment_attention`` backward recomputes the scores from ``lse`` (FlashAttention style):
   pass 1, grid ``(S, H)``: ``delta = <dO, O>`` and ``dq = scale * sum_e dscore_e k_e``; pass 2,
   grid ``(N, H)`` through the transpose: ``dk = scale * sum_e dscore_e q_seg(e)`` and
-  ``dv = sum_e alpha_e dO_seg(e)``, with ``dscore_e = alpha_e (<dO, v_e> - delta)``.
+  ``dv = sum_e alpha_e dO_seg(e)``, with ``dscore_e = alpha_e (<dO, v_e> - delta)``. The
+  optional score clamp ``[lo, hi]`` zeroes ``dscore`` outside the bounds; optional post-softmax
+  weights ``c [E, H]`` scale the numerator only (``dv`` gets ``alpha_e c_e``, ``<dO, v_e>`` is
+  multiplied by ``c_e``; ``delta = <dO, O>`` still holds), and pass 2 reads them through ``tedge``.
 * ``segment_additive_attention`` has the same structure with the score
   ``leaky_relu(a_dst[s] + a_src[index[e]])`` (one scalar load per edge instead of a dot product):
   forward grid ``(S, H)`` (online softmax, ``out`` and ``lse``); backward pass 1, grid ``(S, H)``:
@@ -36,7 +39,8 @@ are deterministic and every output can start as ``torch.empty``.
   ``d a_src = sum_e dscore_e`` and ``dv = sum_e alpha_e dO_seg(e)``, with
   ``dscore_e = alpha_e (<dO, v_e> - delta) * (1 if raw_e > 0 else negative_slope)``.
 
-No kernel materialises an ``[E, F]``, ``[E, H]`` or ``[E, H, D]`` tensor; the largest temporaries
+No kernel materialises an ``[E, F]``, ``[E, H]`` or ``[E, H, D]`` tensor (the optional attention
+weights ``[E, H]`` are an input); the largest temporaries
 are ``arg [S, F]`` (max only), ``lse`` and ``delta`` ``[S, H]``. Loops over edges run in chunks
 with runtime bounds, so one huge segment or one hub source row costs a longer loop, not a larger
 compiled kernel. Feature dims are padded to powers of two with masks. float16/bfloat16 inputs
@@ -222,14 +226,17 @@ def _spmm_grad_w_kernel(x_ptr, g_ptr, ptr_ptr, index_ptr, tedge_ptr, tseg_ptr, a
 # --------------------------------------------------------------------------------------------
 
 @_jit
-def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, ptr_ptr, index_ptr, out_ptr, lse_ptr, H, D, DV,
-                     scale_ptr, ACC: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr,
-                     BLOCK_DV: tl.constexpr):
+def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, ptr_ptr, index_ptr, w_ptr, out_ptr, lse_ptr, H, D, DV,
+                     param_ptr, WEIGHTED: tl.constexpr, ACC: tl.constexpr, BLOCK_E: tl.constexpr,
+                     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     s = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     sh = s * H + h
-    # scale is read from a tensor: a float argument would be float32, too coarse for float64
-    scale = tl.load(scale_ptr)
+    # scale and clamp bounds are read from a tensor: float arguments would be float32, too coarse
+    # for float64
+    scale = tl.load(param_ptr)
+    lo_c = tl.load(param_ptr + 1)
+    hi_c = tl.load(param_ptr + 2)
     offs_d = tl.arange(0, BLOCK_D)
     offs_v = tl.arange(0, BLOCK_DV)
     dmask = offs_d < D
@@ -248,13 +255,17 @@ def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, ptr_ptr, index_ptr, out_ptr, lse_ptr, 
         kt = tl.load(k_ptr + nh[:, None] * D + offs_d[None, :],
                      mask=emask[:, None] & dmask[None, :], other=0.0).to(ACC)
         score = _sum(kt * qv[None, :], 1) * scale
+        score = tl.minimum(tl.maximum(score, lo_c), hi_c)
         score = tl.where(emask, score, float("-inf"))
         m_new = tl.maximum(m, _max(score, 0))
         decay = tl.exp(m - m_new)  # exp(-inf) = 0 on the first chunk
         p = tl.exp(score - m_new)  # masked edges: exp(-inf) = 0
+        pw = p
+        if WEIGHTED:  # post-softmax multipliers scale the numerator only
+            pw = p * tl.load(w_ptr + e * H + h, mask=emask, other=0.0).to(ACC)
         vt = tl.load(v_ptr + nh[:, None] * DV + offs_v[None, :],
                      mask=emask[:, None] & vmask[None, :], other=0.0).to(ACC)
-        acc = acc * decay + _sum(p[:, None] * vt, 0)
+        acc = acc * decay + _sum(pw[:, None] * vt, 0)
         den = den * decay + _sum(p, 0)
         m = m_new
     nonempty = hi > lo
@@ -267,12 +278,15 @@ def _attn_fwd_kernel(q_ptr, k_ptr, v_ptr, ptr_ptr, index_ptr, out_ptr, lse_ptr, 
 
 @_jit
 def _attn_bwd_seg_kernel(go_ptr, q_ptr, k_ptr, v_ptr, out_ptr, lse_ptr, ptr_ptr, index_ptr,
-                         delta_ptr, gq_ptr, H, D, DV, scale_ptr, ACC: tl.constexpr,
-                         BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+                         w_ptr, delta_ptr, gq_ptr, H, D, DV, param_ptr, WEIGHTED: tl.constexpr,
+                         ACC: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr,
+                         BLOCK_DV: tl.constexpr):
     s = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     sh = s * H + h
-    scale = tl.load(scale_ptr)
+    scale = tl.load(param_ptr)
+    lo_c = tl.load(param_ptr + 1)
+    hi_c = tl.load(param_ptr + 2)
     offs_d = tl.arange(0, BLOCK_D)
     offs_v = tl.arange(0, BLOCK_DV)
     dmask = offs_d < D
@@ -282,8 +296,8 @@ def _attn_bwd_seg_kernel(go_ptr, q_ptr, k_ptr, v_ptr, out_ptr, lse_ptr, ptr_ptr,
     hi = tl.load(ptr_ptr + s + 1)
     go = tl.load(go_ptr + sh * DV + offs_v, mask=vmask, other=0.0).to(ACC)
     ov = tl.load(out_ptr + sh * DV + offs_v, mask=vmask, other=0.0).to(ACC)
-    # d softmax: dscore_e = alpha_e * (<dO, v_e> - sum_e' alpha_e' <dO, v_e'>), and the sum is
-    # <dO, O>, so one dot product replaces a pass over the edges.
+    # d softmax: dscore_e = alpha_e * (c_e <dO, v_e> - sum_e' alpha_e' c_e' <dO, v_e'>), and the
+    # sum is <dO, O>, so one dot product replaces a pass over the edges (c: the weights, or 1).
     delta = _sum(go * ov, 0)
     tl.store(delta_ptr + sh, delta)
     qv = tl.load(q_ptr + sh * D + offs_d, mask=dmask, other=0.0).to(ACC)
@@ -297,22 +311,29 @@ def _attn_bwd_seg_kernel(go_ptr, q_ptr, k_ptr, v_ptr, out_ptr, lse_ptr, ptr_ptr,
                      mask=emask[:, None] & dmask[None, :], other=0.0).to(ACC)
         vt = tl.load(v_ptr + nh[:, None] * DV + offs_v[None, :],
                      mask=emask[:, None] & vmask[None, :], other=0.0).to(ACC)
-        score = _sum(kt * qv[None, :], 1) * scale
+        raw = _sum(kt * qv[None, :], 1) * scale
+        inside = (raw >= lo_c) & (raw <= hi_c)  # the clamp passes gradient only inside
+        score = tl.minimum(tl.maximum(raw, lo_c), hi_c)
         alpha = tl.where(emask, tl.exp(score - lse), 0.0)
         dalpha = _sum(vt * go[None, :], 1)
-        ds = alpha * (dalpha - delta) * scale
+        if WEIGHTED:
+            dalpha = dalpha * tl.load(w_ptr + e * H + h, mask=emask, other=0.0).to(ACC)
+        ds = tl.where(inside, alpha * (dalpha - delta) * scale, 0.0)
         dq += _sum(ds[:, None] * kt, 0)
     tl.store(gq_ptr + sh * D + offs_d, dq.to(gq_ptr.dtype.element_ty), mask=dmask)
 
 
 @_jit
-def _attn_bwd_src_kernel(go_ptr, q_ptr, k_ptr, v_ptr, lse_ptr, delta_ptr, tptr_ptr, tseg_ptr,
-                         gk_ptr, gv_ptr, H, D, DV, scale_ptr, ACC: tl.constexpr,
-                         BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+def _attn_bwd_src_kernel(go_ptr, q_ptr, k_ptr, v_ptr, lse_ptr, delta_ptr, tptr_ptr, tedge_ptr,
+                         tseg_ptr, w_ptr, gk_ptr, gv_ptr, H, D, DV, param_ptr,
+                         WEIGHTED: tl.constexpr, ACC: tl.constexpr, BLOCK_E: tl.constexpr,
+                         BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     n = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     nh = n * H + h
-    scale = tl.load(scale_ptr)
+    scale = tl.load(param_ptr)
+    lo_c = tl.load(param_ptr + 1)
+    hi_c = tl.load(param_ptr + 2)
     offs_d = tl.arange(0, BLOCK_D)
     offs_v = tl.arange(0, BLOCK_DV)
     dmask = offs_d < D
@@ -336,12 +357,20 @@ def _attn_bwd_src_kernel(go_ptr, q_ptr, k_ptr, v_ptr, lse_ptr, delta_ptr, tptr_p
                       mask=jmask[:, None] & vmask[None, :], other=0.0).to(ACC)
         lse = tl.load(lse_ptr + sh, mask=jmask, other=0.0)
         delta = tl.load(delta_ptr + sh, mask=jmask, other=0.0)
-        score = _sum(qt * kv[None, :], 1) * scale
+        raw = _sum(qt * kv[None, :], 1) * scale
+        inside = (raw >= lo_c) & (raw <= hi_c)
+        score = tl.minimum(tl.maximum(raw, lo_c), hi_c)
         alpha = tl.where(jmask, tl.exp(score - lse), 0.0)
         dalpha = _sum(got * vv[None, :], 1)
-        ds = alpha * (dalpha - delta) * scale
+        ac = alpha
+        if WEIGHTED:
+            c = tl.load(w_ptr + tl.load(tedge_ptr + j, mask=jmask, other=0) * H + h, mask=jmask,
+                        other=0.0).to(ACC)
+            dalpha = dalpha * c
+            ac = alpha * c
+        ds = tl.where(inside, alpha * (dalpha - delta) * scale, 0.0)
         dk += _sum(ds[:, None] * qt, 0)
-        dv += _sum(alpha[:, None] * got, 0)
+        dv += _sum(ac[:, None] * got, 0)
     tl.store(gk_ptr + nh * D + offs_d, dk.to(gk_ptr.dtype.element_ty), mask=dmask)
     tl.store(gv_ptr + nh * DV + offs_v, dv.to(gv_ptr.dtype.element_ty), mask=vmask)
 
@@ -549,9 +578,11 @@ class _SpMM(torch.autograd.Function):
 
 class _Attention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: float) -> Tensor:
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: float,
+                clamp: tuple[float, float], weight: Tensor | None) -> Tensor:
         _check_device(q, seg)
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        w = weight.contiguous() if weight is not None else None
         S, H, D = q.shape
         Dv = v.size(2)
         acc = _acc_dtype(q.dtype)
@@ -559,39 +590,42 @@ class _Attention(torch.autograd.Function):
         # lse in the accumulation dtype: float16 would lose the softmax normaliser's precision.
         acc_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
         lse = torch.empty(S, H, dtype=acc_dtype, device=q.device)
-        scale_t = torch.full((1,), scale, dtype=acc_dtype, device=q.device)
+        params = torch.tensor([scale, clamp[0], clamp[1]], dtype=acc_dtype, device=q.device)
         if S > 0 and H > 0:
             with _device_ctx(q):
                 _attn_fwd_kernel[(S, H)](
-                    q, k, v, seg.ptr, seg.index, out, lse, H, D, Dv, scale_t, ACC=acc,
-                    BLOCK_E=_BLOCK_E, BLOCK_D=_pow2(D, 16), BLOCK_DV=_pow2(Dv, 16))
-        ctx.save_for_backward(q, k, v, out, lse, scale_t)
+                    q, k, v, seg.ptr, seg.index, w if w is not None else q, out, lse, H, D, Dv,
+                    params, WEIGHTED=w is not None, ACC=acc, BLOCK_E=_BLOCK_E,
+                    BLOCK_D=_pow2(D, 16), BLOCK_DV=_pow2(Dv, 16))
+        ctx.save_for_backward(q, k, v, out, lse, params, w)
         ctx.seg = seg
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        q, k, v, out, lse, scale_t = ctx.saved_tensors
+        q, k, v, out, lse, params, w = ctx.saved_tensors
         seg = ctx.seg
         S, H, D = q.shape
         N, Dv = k.size(0), v.size(2)
         go = grad_out.contiguous()
-        tptr, _, tseg = seg.transpose()
+        tptr, tedge, tseg = seg.transpose()
         acc = _acc_dtype(q.dtype)
         gq, gk, gv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         delta = torch.empty_like(lse)
-        blocks = dict(BLOCK_E=_BLOCK_E, BLOCK_D=_pow2(D, 16), BLOCK_DV=_pow2(Dv, 16))
+        blocks = dict(WEIGHTED=w is not None, ACC=acc, BLOCK_E=_BLOCK_E, BLOCK_D=_pow2(D, 16),
+                      BLOCK_DV=_pow2(Dv, 16))
+        wt = w if w is not None else q
         with _device_ctx(q):
             if S > 0 and H > 0:
                 _attn_bwd_seg_kernel[(S, H)](
-                    go, q, k, v, out, lse, seg.ptr, seg.index, delta, gq, H, D, Dv, scale_t,
-                    ACC=acc, **blocks)
+                    go, q, k, v, out, lse, seg.ptr, seg.index, wt, delta, gq, H, D, Dv, params,
+                    **blocks)
             if N > 0 and H > 0:
                 _attn_bwd_src_kernel[(N, H)](
-                    go, q, k, v, lse, delta, tptr, tseg, gk, gv, H, D, Dv, scale_t, ACC=acc,
+                    go, q, k, v, lse, delta, tptr, tedge, tseg, wt, gk, gv, H, D, Dv, params,
                     **blocks)
-        return gq, gk, gv, None, None
+        return gq, gk, gv, None, None, None, None
 
 
 class _Additive(torch.autograd.Function):
@@ -647,9 +681,12 @@ def segment_spmm(x: Tensor, seg: Segments, weight: Tensor | None, reduce: str) -
     return _SpMM.apply(x, weight, seg, reduce)
 
 
-def segment_attention(q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: float) -> Tensor:
+def segment_attention(q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: float,
+                      clamp: tuple[float, float] | None = None,
+                      weight: Tensor | None = None) -> Tensor:
     """Fused :func:`hgnn.ops.segment_attention` (arguments checked by the dispatch)."""
-    return _Attention.apply(q, k, v, seg, float(scale))
+    bounds = clamp if clamp is not None else (float("-inf"), float("inf"))
+    return _Attention.apply(q, k, v, seg, float(scale), bounds, weight)
 
 
 def segment_additive_attention(a_dst: Tensor, a_src: Tensor, v: Tensor, seg: Segments,

@@ -20,7 +20,10 @@ TRAIN_DEFAULTS: dict = {
         "optimizer": "adam",     # adam | adamw
         # none | onecycle (max_lr = lr over epochs) | cosine (per optimisation step down to lr/100)
         # | plateau (x plateau_factor after plateau_patience epochs without a lower validation loss)
+        # | cosine_warmup (per epoch: linear warm-up over warmup_epochs, then cosine to 0 at epochs;
+        # GraphGym's cosine_with_warmup, as H2GB uses)
         "scheduler": "none",
+        "warmup_epochs": 5,
         "pct_start": 0.05,
         "plateau_factor": 0.1,
         "plateau_patience": 10,
@@ -29,7 +32,13 @@ TRAIN_DEFAULTS: dict = {
         "batch_size": 1024,      # sampled / precomputed regimes
         "eval_batch_size": 4096,
         "num_neighbors": [10, 10],
+        "sampler": "neighbor",    # sampled regime: neighbor (num_neighbors) | budget (HGT's, budget)
+        "budget": [512, 512, 512],  # budget sampler: nodes per node type per iteration
         "iters_per_epoch": 0,     # > 0: an epoch is this many batches of a shuffled pass
+        "accumulate": 1,          # batches whose gradients add up (loss / N) before each step
+        # > 0: every evaluation scores eval_subset x eval_batch_size random nodes of the split
+        # (H2GB's protocol), redrawn per epoch; 0 = the whole split
+        "eval_subset": 0,
         "grad_clip": 0.0,
     },
     "graph": {
@@ -44,7 +53,8 @@ TRAIN_DEFAULTS: dict = {
 CHOICES = {
     ("train", "regime"): ("", "full", "sampled", "precomputed"),
     ("train", "optimizer"): ("adam", "adamw"),
-    ("train", "scheduler"): ("none", "onecycle", "cosine", "plateau"),
+    ("train", "scheduler"): ("none", "onecycle", "cosine", "plateau", "cosine_warmup"),
+    ("train", "sampler"): ("neighbor", "budget"),
     ("train", "monitor"): ("accuracy", "micro_f1", "macro_f1", "mean_f1", "loss"),
     ("graph", "features"): ("all", "target", "none"),
     ("graph", "add_reverse"): ("missing", "all", "none"),

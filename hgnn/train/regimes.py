@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from hgnn.data.budget_sampler import BudgetLoader
 from hgnn.data.sampler import NeighborLoader
 from hgnn.data.task import TaskSpec
 from hgnn.models.base import HeteroModel
@@ -32,7 +33,12 @@ def _split_ids(data: HeteroData, task: TaskSpec, split: str) -> Tensor:
 
 
 class Regime:
-    """Shared state: the graph, task, train config and device."""
+    """Shared state: the graph, task, train config and device.
+
+    Models with ``uses_labels`` get :meth:`~hgnn.models.base.HeteroModel.set_label_context` before
+    every forward: the phase (``"train"`` in training steps, the split being scored in
+    :meth:`logits`), and, in batched regimes, the batch's target ids and seed count.
+    """
 
     def __init__(self, data: HeteroData, task: TaskSpec, train_config: dict,
                  device: torch.device) -> None:
@@ -42,6 +48,8 @@ class Regime:
         self.split_ids = {s: _split_ids(data, task, s) for s in ("train", "val", "test")}
         self.ctx = context()
         self.seed, self.epoch = 0, 0  # the trainer sets them; they fix each epoch's rank shards
+        self.phase = "train"  # what the next forwards are for: "train", or the split being scored
+        self.scored_ids: dict[str, Tensor] = {}  # per split, the nodes the last logits() scored
 
     @property
     def batch_size(self) -> int:
@@ -55,33 +63,86 @@ class Regime:
     def train_epoch(self, model: HeteroModel, optimizer, scheduler=None, epoch: int = 0) -> float:
         """One pass over (this rank's shard of) the training nodes; the mean loss over batches
         (and ranks). ``model`` may be a ``DistributedDataParallel`` wrapper. ``scheduler``, if
-        given, is stepped after every optimisation step."""
+        given, is stepped after every optimisation step.
+
+        With ``train.accumulate`` = N > 1 the gradients of N batches (each loss scaled by 1/N) add
+        up before one optimiser step; a last group of fewer batches still takes its step. Under
+        DDP the gradients are averaged at every backward, as without accumulation."""
         self.epoch = epoch
+        self.phase = "train"
         model.train()
         losses = []
         limit = self.steps_per_epoch()
+        accumulate = self.accumulate
+        optimizer.zero_grad()
+        pending = 0
         for logits, y in self._train_batches(model):
-            losses.append(self._step(model, optimizer, logits, y))
+            last = len(losses) + 1 == limit
+            pending += 1
+            update = pending == accumulate or last
+            losses.append(self._step(model, optimizer, logits, y, update))
+            if update:
+                pending = 0
+                if scheduler is not None:
+                    scheduler.step()
+            if last:
+                break
+        if pending:  # the loader ran out in the middle of a group
+            self._update(model, optimizer)
             if scheduler is not None:
                 scheduler.step()
-            if len(losses) == limit:
-                break
         return self.ctx.mean(sum(losses) / max(len(losses), 1))
 
+    @property
+    def accumulate(self) -> int:
+        """Batches whose gradients add up before each optimiser step (``train.accumulate``)."""
+        return max(int(self.cfg.get("accumulate", 1)), 1)
+
+    def optimizer_steps_per_epoch(self) -> int:
+        """Optimiser steps in one ``train_epoch``: batches over ``train.accumulate``, rounded up."""
+        return math.ceil(self.steps_per_epoch() / self.accumulate)
+
     def steps_per_epoch(self) -> int:
-        """Optimisation steps in one ``train_epoch``: a pass over the training nodes, or
+        """Batches in one ``train_epoch``: a pass over the training nodes, or
         ``train.iters_per_epoch`` batches of it when that is set (H2GB's fixed-size epochs)."""
         shard = math.ceil(self.split_ids["train"].numel() / self.ctx.world_size)
         full = max(math.ceil(shard / self.batch_size), 1)
         return min(full, self.cfg["iters_per_epoch"]) if self.cfg["iters_per_epoch"] > 0 else full
 
+    def eval_ids(self, split: str, subset: bool = False) -> Tensor:
+        """The nodes of ``split`` to score: all of them, or with ``subset`` and
+        ``train.eval_subset`` = B > 0, B x ``eval_batch_size`` of them drawn at random (H2GB's
+        evaluation protocol: ``val.iter_per_epoch`` batches of a shuffled loader). The draw is
+        seeded by run seed, epoch and split, so every rank and a resumed run draw the same."""
+        ids = self.split_ids[split]
+        n = int(self.cfg.get("eval_subset", 0)) * int(self.cfg["eval_batch_size"])
+        if not subset or n <= 0 or n >= ids.numel():
+            return ids
+        key = self.seed * 1_000_003 + self.epoch * 8 + ("train", "val", "test").index(split)
+        gen = torch.Generator().manual_seed(key)
+        return ids[torch.randperm(ids.numel(), generator=gen)[:n].sort().values]
+
+    def scored_labels(self, split: str) -> Tensor:
+        """Labels of the nodes the last :meth:`logits` call scored for ``split``, in its order."""
+        return self.labels[self.scored_ids.get(split, self.split_ids[split])]
+
+    def _label_context(self, model: HeteroModel, node_ids: Tensor | None = None,
+                       num_seeds: int | None = None) -> None:
+        inner = getattr(model, "module", model)
+        if inner.uses_labels:
+            inner.set_label_context(self.phase, node_ids, num_seeds)
+
     @torch.no_grad()
-    def logits(self, model: HeteroModel, splits: tuple[str, ...]) -> dict[str, Tensor]:
-        """Logits for every node of each split, in the order of ``split_ids[split]``."""
+    def logits(self, model: HeteroModel, splits: tuple[str, ...],
+               subset: bool = False) -> dict[str, Tensor]:
+        """Logits for the nodes of each split, in the order of ``split_ids[split]`` (or of
+        :meth:`eval_ids` with ``subset``; :meth:`scored_labels` gives their labels)."""
         model.eval()
         out = {}
         for s in splits:
-            parts = [x.cpu() for x in self._eval_batches(model, self.ctx.shard_eval(self.split_ids[s]))]
+            self.phase = s
+            ids = self.scored_ids[s] = self.eval_ids(s, subset)
+            parts = [x.cpu() for x in self._eval_batches(model, self.ctx.shard_eval(ids))]
             mine = torch.cat(parts) if parts else torch.zeros(0, self.task.num_classes)
             out[s] = self.ctx.gather_rows(mine)
         return out
@@ -92,17 +153,24 @@ class Regime:
     def _eval_batches(self, model: HeteroModel, ids: Tensor):
         raise NotImplementedError
 
-    def _step(self, model: HeteroModel, optimizer, logits: Tensor, y: Tensor) -> float:
+    def _step(self, model: HeteroModel, optimizer, logits: Tensor, y: Tensor,
+              update: bool = True) -> float:
+        """Backward of one batch's loss (divided by ``train.accumulate``); with ``update``, the
+        optimiser step over the gradients gathered since the last one."""
         loss = loss_fn(logits, y.to(logits.device), self.task)
         extra = getattr(model, "module", model).auxiliary_loss()
         if extra is not None:
             loss = loss + extra
-        optimizer.zero_grad()
-        loss.backward()
+        (loss / self.accumulate if self.accumulate > 1 else loss).backward()
+        if update:
+            self._update(model, optimizer)
+        return loss.item()
+
+    def _update(self, model: HeteroModel, optimizer) -> None:
         if self.cfg["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg["grad_clip"])
         optimizer.step()
-        return loss.item()
+        optimizer.zero_grad()
 
 
 class FullBatch(Regime):
@@ -119,28 +187,45 @@ class FullBatch(Regime):
 
     def _train_batches(self, model: HeteroModel):
         ids = self.train_ids()
+        self._label_context(model)
         yield model(self.x_dict, self.edge_index_dict)[ids.to(self.device)], self.labels[ids]
 
     @torch.no_grad()
-    def logits(self, model: HeteroModel, splits: tuple[str, ...]) -> dict[str, Tensor]:
-        # One forward pass scores every split; ranks hold equal weights, so nothing is gathered.
+    def logits(self, model: HeteroModel, splits: tuple[str, ...],
+               subset: bool = False) -> dict[str, Tensor]:
+        # One forward pass scores every split (one per split for models that read labels, since
+        # each split sees different ones); ranks hold equal weights, so nothing is gathered.
         model.eval()
-        out = model(self.x_dict, self.edge_index_dict).cpu()
-        return {s: out[self.split_ids[s]] for s in splits}
+        out, full = {}, None
+        for s in splits:
+            self.phase = s
+            ids = self.scored_ids[s] = self.eval_ids(s, subset)
+            if full is None or getattr(model, "module", model).uses_labels:
+                self._label_context(model)
+                full = model(self.x_dict, self.edge_index_dict).cpu()
+            out[s] = full[ids]
+        return out
 
 
 class Sampled(Regime):
     """Mini-batches of training nodes with sampled neighbourhoods (``num_neighbors`` per hop)."""
 
     def _loader(self, ids: Tensor, shuffle: bool, batch_size: int,
-                generator: torch.Generator | None) -> NeighborLoader:
+                generator: torch.Generator | None) -> NeighborLoader | BudgetLoader:
+        """``train.sampler``: ``neighbor`` (``num_neighbors`` per relation and hop) or ``budget``
+        (HGT's budget sampling, ``train.budget`` nodes per type and iteration)."""
+        if self.cfg.get("sampler", "neighbor") == "budget":
+            return BudgetLoader(self.data, self.cfg["budget"], (self.task.target, ids),
+                                batch_size=batch_size, shuffle=shuffle, generator=generator)
         return NeighborLoader(self.data, self.cfg["num_neighbors"], (self.task.target, ids),
                               batch_size=batch_size, shuffle=shuffle, generator=generator)
 
     def _forward(self, model: HeteroModel, batch: HeteroData) -> Tensor:
         x_dict = {t: x.to(self.device) for t, x in batch.x_dict.items()}
         ei = {et: e.to(self.device) for et, e in batch.edge_index_dict.items()}
-        return model(x_dict, ei)[: batch[self.task.target].batch_size]
+        store = batch[self.task.target]
+        self._label_context(model, store.n_id, store.batch_size)
+        return model(x_dict, ei)[: store.batch_size]
 
     def _train_batches(self, model: HeteroModel):
         # The global RNG drives shuffling and sampling, so a restored RNG state replays the epoch.

@@ -67,11 +67,22 @@ def graph_schema(data: HeteroData) -> dict:
                        for t, x in data.x_dict.items()}}
 
 
+def cosine_with_warmup(warmup: int, total: int):
+    """GraphGym's ``cosine_with_warmup`` factor at epoch ``e`` (H2GB's scheduler): ``e / warmup``
+    (at least 1e-6) during warm-up, then half a cosine from 1 to 0 at ``total``."""
+    def factor(epoch: int) -> float:
+        if epoch < warmup:
+            return max(1e-6, epoch / max(1, warmup))
+        progress = (epoch - warmup) / max(1, total - warmup)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+    return factor
+
+
 def make_optimizer(model: HeteroModel, cfg: dict, steps_per_epoch: int = 1):
     """The optimiser (parameters named by ``model.no_weight_decay()`` in an undecayed group) and
     the learning-rate scheduler. ``scheduler.step()`` is due once per epoch, except for ``cosine``
     (once per optimisation step, as R-HGNN's code does) and ``plateau`` (once per epoch with the
-    validation loss)."""
+    validation loss). ``steps_per_epoch`` counts optimiser steps (batches / ``accumulate``)."""
     cls = torch.optim.AdamW if cfg["optimizer"] == "adamw" else torch.optim.Adam
     skip = model.no_weight_decay()
     decay = [p for n, p in model.named_parameters() if n not in skip]
@@ -86,6 +97,9 @@ def make_optimizer(model: HeteroModel, cfg: dict, steps_per_epoch: int = 1):
     elif cfg["scheduler"] == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=max(cfg["epochs"] * steps_per_epoch, 1), eta_min=cfg["lr"] / 100)
+    elif cfg["scheduler"] == "cosine_warmup":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, cosine_with_warmup(cfg.get("warmup_epochs", 5), cfg["epochs"]))
     elif cfg["scheduler"] == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=cfg["plateau_factor"], patience=cfg["plateau_patience"])
@@ -117,7 +131,7 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         trained = DistributedDataParallel(
             model, device_ids=[run.device.index] if run.device.type == "cuda" else None,
             find_unused_parameters=True)  # relations can be absent from a sampled batch
-    optimizer, scheduler = make_optimizer(model, cfg, regime.steps_per_epoch())
+    optimizer, scheduler = make_optimizer(model, cfg, regime.optimizer_steps_per_epoch())
     per_step = scheduler if cfg["scheduler"] == "cosine" else None
     meta = run.meta(model, data)
     last_path, best_path = run.out_dir / "last.pt", run.out_dir / "best.pt"
@@ -151,11 +165,11 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
             break
         t0 = time.perf_counter()
         loss = regime.train_epoch(trained, optimizer, per_step, epoch)
-        if scheduler is not None and cfg["scheduler"] == "onecycle":
+        if scheduler is not None and cfg["scheduler"] in ("onecycle", "cosine_warmup"):
             scheduler.step()
         t1 = time.perf_counter()
-        val_logits = regime.logits(model, ("val",))["val"]
-        val_y = regime.labels[regime.split_ids["val"]]
+        val_logits = regime.logits(model, ("val",), subset=True)["val"]
+        val_y = regime.scored_labels("val")
         val = compute_metrics(val_logits, val_y, run.task)
         val_loss = float(loss_fn(val_logits, val_y, run.task)) if val_y.numel() else math.nan
         state["train_s"] += t1 - t0
@@ -192,13 +206,14 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         raise HgnnError(f"{run.out_dir}: no epoch was trained (epochs = {epochs})")
     model.load_state_dict(load_checkpoint(best_path)["model_state"])
     t0 = time.perf_counter()
-    logits = regime.logits(model, ("val", "test"))
+    logits = regime.logits(model, ("val", "test"), subset=True)
     eval_s = state["eval_s"] + time.perf_counter() - t0
     result = {
         "seed": run.seed, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
         "regime": regime_name, "task": run.task.to_dict(),
-        "val": compute_metrics(logits["val"], regime.labels[regime.split_ids["val"]], run.task),
-        "test": compute_metrics(logits["test"], regime.labels[regime.split_ids["test"]], run.task),
+        "val": compute_metrics(logits["val"], regime.scored_labels("val"), run.task),
+        "test": compute_metrics(logits["test"], regime.scored_labels("test"), run.task),
+        "scored_nodes": {s: int(regime.scored_ids[s].numel()) for s in ("val", "test")},
         "timings": {"precompute_s": regime.precompute_s, "train_s": state["train_s"],
                     "eval_s": eval_s},
         "num_parameters": sum(p.numel() for p in model.parameters()),

@@ -135,21 +135,29 @@ std::vector<torch::Tensor> spmm_backward(torch::Tensor grad_out, torch::Tensor x
 }
 
 // Fused dot-product attention per segment with an online softmax: no [E, H] score tensor.
-// q [S, H, D], k [N, H, D], v [N, H, Dv]. Returns (out [S, H, Dv], lse [S, H]).
+// q [S, H, D], k [N, H, D], v [N, H, Dv]. The scaled score is clamped to [lo, hi] (infinite
+// bounds: no clamp). weight: [E, H] multipliers of the normalised weights (empty: none); they
+// scale the numerator only, so the softmax normaliser (and lse) ignores them.
+// Returns (out [S, H, Dv], lse [S, H]).
 std::vector<torch::Tensor> attention_forward(torch::Tensor q, torch::Tensor k, torch::Tensor v,
-                                             torch::Tensor ptr, torch::Tensor index, double scale) {
+                                             torch::Tensor ptr, torch::Tensor index, double scale,
+                                             double lo_clamp, double hi_clamp,
+                                             torch::Tensor weight) {
   const int64_t S = ptr.numel() - 1, H = q.size(1), D = q.size(2), Dv = v.size(2);
   auto out = torch::zeros({S, H, Dv}, q.options());
   auto lse = torch::full({S, H}, -std::numeric_limits<double>::infinity(), q.options());
   const int64_t* p = ptr.data_ptr<int64_t>();
   const int64_t* idx = index.data_ptr<int64_t>();
+  const bool weighted = weight.numel() > 0;
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_forward", [&] {
     const scalar_t* Q = q.data_ptr<scalar_t>();
     const scalar_t* K = k.data_ptr<scalar_t>();
     const scalar_t* V = v.data_ptr<scalar_t>();
+    const scalar_t* W = weighted ? weight.data_ptr<scalar_t>() : nullptr;
     scalar_t* O = out.data_ptr<scalar_t>();
     scalar_t* L = lse.data_ptr<scalar_t>();
     const scalar_t sc = static_cast<scalar_t>(scale);
+    const scalar_t lo_c = static_cast<scalar_t>(lo_clamp), hi_c = static_cast<scalar_t>(hi_clamp);
     at::parallel_for(0, S, kGrain, [&](int64_t begin, int64_t end) {
       // Edge-outer, head-inner: each source row (all heads) is read once per edge.
       std::vector<scalar_t> m(H), l(H);
@@ -167,11 +175,13 @@ std::vector<torch::Tensor> attention_forward(torch::Tensor q, torch::Tensor k, t
             scalar_t score = 0;
             for (int64_t d = 0; d < D; ++d) score += qs[h * D + d] * kn[h * D + d];
             score *= sc;
+            score = score < lo_c ? lo_c : (score > hi_c ? hi_c : score);
             const scalar_t m_new = score > m[h] ? score : m[h];
             const scalar_t decay = std::exp(m[h] - m_new), wgt = std::exp(score - m_new);
+            const scalar_t vw = weighted ? wgt * W[e * H + h] : wgt;
             scalar_t* o = os + h * Dv;
             const scalar_t* vh = vn + h * Dv;
-            for (int64_t d = 0; d < Dv; ++d) o[d] = o[d] * decay + wgt * vh[d];
+            for (int64_t d = 0; d < Dv; ++d) o[d] = o[d] * decay + vw * vh[d];
             l[h] = l[h] * decay + wgt;
             m[h] = m_new;
           }
@@ -186,13 +196,17 @@ std::vector<torch::Tensor> attention_forward(torch::Tensor q, torch::Tensor k, t
   return {out, lse};
 }
 
-// Backward by recomputation: scores are rebuilt from q, k and the saved log-sum-exp.
+// Backward by recomputation: scores are rebuilt from q, k and the saved log-sum-exp. With
+// out = sum_e alpha_e c_e v_e (c: the weights), d alpha_e = c_e <dO, v_e> and
+// sum_e alpha_e d alpha_e = <dO, out>, so delta = <dO, O> holds as without weights; the clamp
+// zeroes the score gradient outside [lo, hi].
 std::vector<torch::Tensor> attention_backward(torch::Tensor grad_out, torch::Tensor q,
                                               torch::Tensor k, torch::Tensor v, torch::Tensor out,
                                               torch::Tensor lse, torch::Tensor ptr,
                                               torch::Tensor index, torch::Tensor tptr,
                                               torch::Tensor tedge, torch::Tensor tseg,
-                                              double scale) {
+                                              double scale, double lo_clamp, double hi_clamp,
+                                              torch::Tensor weight) {
   const int64_t S = ptr.numel() - 1, H = q.size(1), D = q.size(2), Dv = v.size(2);
   const int64_t N = k.size(0);
   auto grad_q = torch::zeros_like(q), grad_k = torch::zeros_like(k), grad_v = torch::zeros_like(v);
@@ -202,13 +216,16 @@ std::vector<torch::Tensor> attention_backward(torch::Tensor grad_out, torch::Ten
   const int64_t* tp = tptr.data_ptr<int64_t>();
   const int64_t* te = tedge.data_ptr<int64_t>();
   const int64_t* ts = tseg.data_ptr<int64_t>();
+  const bool weighted = weight.numel() > 0;
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_backward", [&] {
     const scalar_t *GO = grad_out.data_ptr<scalar_t>(), *Q = q.data_ptr<scalar_t>();
     const scalar_t *K = k.data_ptr<scalar_t>(), *V = v.data_ptr<scalar_t>();
     const scalar_t *O = out.data_ptr<scalar_t>(), *L = lse.data_ptr<scalar_t>();
+    const scalar_t* W = weighted ? weight.data_ptr<scalar_t>() : nullptr;
     scalar_t *GQ = grad_q.data_ptr<scalar_t>(), *GK = grad_k.data_ptr<scalar_t>();
     scalar_t *GV = grad_v.data_ptr<scalar_t>(), *DL = delta.data_ptr<scalar_t>();
     const scalar_t sc = static_cast<scalar_t>(scale);
+    const scalar_t lo_c = static_cast<scalar_t>(lo_clamp), hi_c = static_cast<scalar_t>(hi_clamp);
     // Pass 1, per segment: delta = <dO, O>, and dq = sum_e dscore_e * scale * k_e (edge-outer, so
     // each source row is read once per edge for all heads).
     at::parallel_for(0, S, kGrain, [&](int64_t begin, int64_t end) {
@@ -228,9 +245,13 @@ std::vector<torch::Tensor> attention_backward(torch::Tensor grad_out, torch::Ten
             const scalar_t* vh = V + (n * H + h) * Dv;
             scalar_t score = 0, dalpha = 0;
             for (int64_t d = 0; d < D; ++d) score += qh[d] * kh[d];
+            score *= sc;
+            const bool inside = score >= lo_c && score <= hi_c;
+            score = score < lo_c ? lo_c : (score > hi_c ? hi_c : score);
             for (int64_t d = 0; d < Dv; ++d) dalpha += go[d] * vh[d];
-            const scalar_t alpha = std::exp(score * sc - L[sh]);
-            const scalar_t ds = alpha * (dalpha - DL[sh]) * sc;
+            if (weighted) dalpha *= W[e * H + h];
+            const scalar_t alpha = std::exp(score - L[sh]);
+            const scalar_t ds = inside ? alpha * (dalpha - DL[sh]) * sc : scalar_t(0);
             scalar_t* gq = GQ + sh * D;
             for (int64_t d = 0; d < D; ++d) gq[d] += ds * kh[d];
           }
@@ -247,15 +268,20 @@ std::vector<torch::Tensor> attention_backward(torch::Tensor grad_out, torch::Ten
             const int64_t sh = s * H + h, nh = n * H + h;
             const scalar_t *qh = Q + sh * D, *kh = K + nh * D, *vh = V + nh * Dv;
             const scalar_t* go = GO + sh * Dv;
+            const scalar_t c = weighted ? W[e * H + h] : scalar_t(1);
             scalar_t score = 0, dalpha = 0;
             for (int64_t d = 0; d < D; ++d) score += qh[d] * kh[d];
+            score *= sc;
+            const bool inside = score >= lo_c && score <= hi_c;
+            score = score < lo_c ? lo_c : (score > hi_c ? hi_c : score);
             for (int64_t d = 0; d < Dv; ++d) dalpha += go[d] * vh[d];
-            const scalar_t alpha = std::exp(score * sc - L[sh]);
-            const scalar_t ds = alpha * (dalpha - DL[sh]) * sc;
+            const scalar_t alpha = std::exp(score - L[sh]);
+            const scalar_t ds = inside ? alpha * (c * dalpha - DL[sh]) * sc : scalar_t(0);
+            const scalar_t ac = alpha * c;
             scalar_t* gk = GK + nh * D;
             scalar_t* gv = GV + nh * Dv;
             for (int64_t d = 0; d < D; ++d) gk[d] += ds * qh[d];
-            for (int64_t d = 0; d < Dv; ++d) gv[d] += alpha * go[d];
+            for (int64_t d = 0; d < Dv; ++d) gv[d] += ac * go[d];
           }
         }
       }
