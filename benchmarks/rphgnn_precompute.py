@@ -136,6 +136,8 @@ def report(result: dict) -> None:
     if exp is not None:
         lines += ["", f"Fitted growth of pre-computation time with edges (log-log slope over the "
                       f"scaled points): **{exp:.3f}** (1 = linear)."]
+    if result.get("generated_edges_note"):
+        lines += ["", result["generated_edges_note"]]
     if result.get("full"):
         f = result["full"]
         lines += ["", f"ogbn-mag's full shape: peak RSS **{f['peak_rss_mib'] / 1024:.2f} GiB** "
