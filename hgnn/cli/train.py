@@ -86,8 +86,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = run_experiment(args.model, args.dataset, args.seeds, root=args.root,
                                  config_file=args.config, overrides=overrides, out_dir=args.out,
                                  resume=args.resume, device=args.device, quiet=args.quiet)
-    finally:
-        distributed.shutdown()
+    except BaseException:
+        distributed.shutdown(sync=False)
+        raise
+    distributed.shutdown()
     if not distributed.launched_by_torchrun() or int(os.environ.get("RANK", "0")) == 0:
         _print_summary(args, summary)
     return 0

@@ -141,8 +141,13 @@ def device_for(device: str, ctx: DistContext) -> torch.device:
     return torch.device(device)
 
 
-def shutdown() -> None:
+def shutdown(sync: bool = True) -> None:
+    """Leave the process group. ``sync`` first waits for every rank, so no rank tears its
+    connections down while another is still in a collective (pass ``False`` when unwinding an
+    error, where the other ranks may never arrive)."""
     global _CONTEXT
     if dist.is_initialized():
+        if sync and _CONTEXT.enabled:
+            dist.barrier()
         dist.destroy_process_group()
     _CONTEXT = DistContext()
