@@ -219,6 +219,8 @@ def report(res: dict) -> None:
         lines += ["", "Both cores are used in both rows (one process with 2 threads, or 2 "
                       "processes with 1 thread each), so the ratio shows the cost of splitting the "
                       "work over processes, not extra hardware."]
+    if res.get("note"):
+        lines += ["", f"Note: {res['note']}"]
     (RESULTS / "scale.md").write_text("\n".join(lines) + "\n")
     try:
         import matplotlib
