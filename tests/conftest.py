@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from hgnn.data.registry import data_root
 
@@ -36,3 +37,12 @@ def require(root: Path, rel: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not found")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors on a shared 2-core machine: one thread avoids OpenMP barrier stalls."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -27,12 +27,6 @@ BX, AR, CY, BW, CE = ("b", "x", "a"), ("a", "rx", "b"), ("c", "y", "a"), ("b", "
 SIZES = {"a": 4, "b": 3, "c": 2}
 
 
-@pytest.fixture
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def tiny_edges() -> dict:

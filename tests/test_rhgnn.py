@@ -24,13 +24,6 @@ REVERSE = {WRITES: REV_WRITES, REV_WRITES: WRITES, REVIEWS: REV_REVIEWS, REV_REV
            CITES: CITES, IN: REV_IN, REV_IN: IN}
 
 
-@pytest.fixture
-def one_thread():
-    """Small tensors on a shared 2-core machine: one thread avoids OpenMP barrier stalls."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def tiny_graph() -> HeteroData:

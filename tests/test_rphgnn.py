@@ -19,15 +19,6 @@ from hgnn.ops.typed import per_relation_aggregate
 from hgnn.train.experiment import run_experiment
 
 
-@pytest.fixture
-def one_thread():
-    """Small tensors on a shared 2-core machine: one thread avoids OpenMP barrier stalls."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def tiny_graph(widths: dict[str, int]) -> HeteroData:
     """a -x-> b, b -y-> c, a -cites-> a, plus reverses (same-type made symmetric). Node a2 has no
     x-edge and c1 no y-edge, so empty neighbourhoods are covered."""

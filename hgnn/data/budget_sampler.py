@@ -26,13 +26,11 @@ Randomness comes from one ``torch.Generator``: the same generator state gives th
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 from torch_geometric.data import HeteroData
 
 from hgnn.data.relation_index import RelationIndex, relation_index
-from hgnn.data.sampler import _positions, _sample_segments
+from hgnn.data.sampler import SeedLoader, _positions, _sample_segments
 
 MAX_NEIGHBORS = 50  # torch_sparse's hgt_sample constant
 _KEYS_LIMIT = 1 << 15  # capped segments holding up to this many edges in all: random keys
@@ -180,7 +178,7 @@ class BudgetSampler:
         return out
 
 
-class BudgetLoader:
+class BudgetLoader(SeedLoader):
     """Mini-batches of seed nodes with HGT budget-sampled subgraphs; the interface of
     :class:`~hgnn.data.sampler.NeighborLoader` (``budget`` in place of ``num_neighbors``).
 
@@ -193,22 +191,5 @@ class BudgetLoader:
                  batch_size: int = 32, shuffle: bool = False,
                  generator: torch.Generator | None = None,
                  max_neighbors: int = MAX_NEIGHBORS) -> None:
-        self.sampler = BudgetSampler(data, budget, max_neighbors)
-        self.input_type, nodes = input_nodes
-        nodes = torch.as_tensor(nodes)
-        self.input_ids = nodes.nonzero().view(-1) if nodes.dtype == torch.bool else nodes.long()
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.generator = generator
-
-    def __len__(self) -> int:
-        return (self.input_ids.numel() + self.batch_size - 1) // self.batch_size
-
-    def __iter__(self) -> Iterator[HeteroData]:
-        ids = self.input_ids
-        if self.shuffle:
-            ids = ids[torch.randperm(ids.numel(), generator=self.generator)]
-        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
-        gen = torch.Generator().manual_seed(seed)
-        for start in range(0, ids.numel(), self.batch_size):
-            yield self.sampler.sample(self.input_type, ids[start:start + self.batch_size], gen)
+        super().__init__(BudgetSampler(data, budget, max_neighbors), input_nodes, batch_size,
+                         shuffle, generator)

@@ -149,18 +149,16 @@ def _positions(ids: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
     return order[torch.searchsorted(ids[order], query)]
 
 
-class NeighborLoader:
-    """Mini-batches of seed nodes with their sampled neighbourhoods.
+class SeedLoader:
+    """Mini-batches of seed nodes, each expanded by ``sampler.sample(type, seeds, generator)``.
 
-    Iterating yields ``HeteroData`` batches (see :class:`NeighborSampler`). With ``shuffle`` the
-    seed order is drawn from ``generator`` (the global torch RNG when none is given), so restoring
-    the RNG state reproduces an epoch exactly.
+    With ``shuffle`` the seed order is drawn from ``generator`` (the global torch RNG when none is
+    given), so restoring the RNG state reproduces an epoch exactly.
     """
 
-    def __init__(self, data: HeteroData, num_neighbors, input_nodes: tuple[str, torch.Tensor],
-                 batch_size: int = 1024, shuffle: bool = False,
-                 generator: torch.Generator | None = None) -> None:
-        self.sampler = NeighborSampler(data, num_neighbors)
+    def __init__(self, sampler, input_nodes: tuple[str, torch.Tensor], batch_size: int,
+                 shuffle: bool = False, generator: torch.Generator | None = None) -> None:
+        self.sampler = sampler
         self.input_type, nodes = input_nodes
         nodes = torch.as_tensor(nodes)
         self.input_ids = nodes.nonzero().view(-1) if nodes.dtype == torch.bool else nodes.long()
@@ -180,3 +178,17 @@ class NeighborLoader:
         gen = torch.Generator().manual_seed(seed)
         for start in range(0, ids.numel(), self.batch_size):
             yield self.sampler.sample(self.input_type, ids[start:start + self.batch_size], gen)
+
+
+class NeighborLoader(SeedLoader):
+    """Mini-batches of seed nodes with their sampled neighbourhoods.
+
+    Iterating yields ``HeteroData`` batches (see :class:`NeighborSampler`); seed order and
+    sampling as :class:`SeedLoader`.
+    """
+
+    def __init__(self, data: HeteroData, num_neighbors, input_nodes: tuple[str, torch.Tensor],
+                 batch_size: int = 1024, shuffle: bool = False,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(NeighborSampler(data, num_neighbors), input_nodes, batch_size, shuffle,
+                         generator)
