@@ -110,6 +110,31 @@ def test_mag_preset_shape_and_featureless_types():
     assert data["paper"].x.shape == (round(736_389 * 0.005), 128)
 
 
+def test_permutation_mixing_sends_cross_class_edges_to_one_shifted_class():
+    uniform, task = read_synthetic(seed=2, scale=0.2, homophily=0.2)
+    data, _ = read_synthetic(seed=2, scale=0.2, homophily=0.2, mixing="permutation")
+    C = task.num_classes
+    assert torch.equal(uniform["paper"].x, data["paper"].x)  # only the edges change
+    for et in data.edge_types:
+        src, rel, dst = et
+        cls_src = data[src].get("y", data[src].get("latent_y"))
+        cls_dst = data[dst].get("y", data[dst].get("latent_y"))
+        ei = data[et].edge_index
+        a, b = cls_src[ei[0]], cls_dst[ei[1]]
+        counts = torch.zeros(C, C).index_put_((a, b), torch.ones(a.numel()), accumulate=True)
+        if rel == "has_topic":  # the random control stays uniform: every cell is occupied
+            assert bool((counts > 0).all())
+            continue
+        assert edge_homophily(data, et) == pytest.approx(0.2, abs=1 / ei.size(1) + 1e-9)
+        off_diagonal = counts.clone().fill_diagonal_(0)
+        # One target class per source class, and one shift for the whole relation.
+        assert bool(((off_diagonal > 0).sum(1) == 1).all())
+        shifts = {(int(b_) - c) % C for c, b_ in enumerate(off_diagonal.argmax(1))}
+        assert len(shifts) == 1 and 0 not in shifts
+    with pytest.raises(HgnnError, match="mixing"):
+        read_synthetic(mixing="sorted")
+
+
 def test_registry_passes_seed_and_options():
     a, _ = load_dataset("synthetic", seed=5, scale=0.1, num_classes=3)
     b, task = read_synthetic(seed=5, scale=0.1, num_classes=3)

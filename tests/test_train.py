@@ -129,6 +129,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["train", "--set", "train.epochs=abc"], "'train.epochs' must be int"),
     (["train", "--set", "train.monitor=f2"], "'train.monitor' must be one of"),
     (["train", "--set", "lr"], "expected key=value"),
+    (["train", "--data", "homophily"], "--data expects KEY=VALUE"),
+    (["train", "--data", "mixing=sorted"], "mixing must be one of"),
     (["train", "--config", "/nonexistent.yaml"], "cannot read config"),
     (["evaluate", "--checkpoint", "/nonexistent.pt"], "no such checkpoint"),
 ])
@@ -274,6 +276,18 @@ def test_iters_per_epoch_caps_the_batches(tmp_path, monkeypatch):
     train("rgcn", tmp_path, "train.epochs=2", "train.regime=sampled", "train.batch_size=64",
           "train.iters_per_epoch=3")
     assert len(steps) == 6  # 2 epochs x 3 batches, of the ~15 a full pass would take
+
+
+def test_cli_data_options_reach_the_reader(tmp_path):
+    from hgnn.cli.main import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--model", "mlp", "--epochs", "1", "--quiet", "--out", str(out),
+                 "--data", "scale=0.1", "--data", "mixing=permutation"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset_options"] == {"scale": 0.1, "mixing": "permutation"}
+    ckpt = torch.load(out / "seed_0" / "best.pt", weights_only=False)
+    assert ckpt["dataset_options"] == {"scale": 0.1, "mixing": "permutation"}
 
 
 def test_predict_explain_writes_relation_weights(tmp_path):

@@ -21,6 +21,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.lr=0.005 (repeatable)")
+    p.add_argument("--data", dest="data_options", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="a dataset reader option, e.g. --data homophily=0.2 --data "
+                        "mixing=permutation for synthetic (repeatable; values parsed as YAML)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--nproc", type=int, default=1,
@@ -85,7 +89,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         summary = run_experiment(args.model, args.dataset, args.seeds, root=args.root,
                                  config_file=args.config, overrides=overrides, out_dir=args.out,
-                                 resume=args.resume, device=args.device, quiet=args.quiet)
+                                 resume=args.resume, device=args.device, quiet=args.quiet,
+                                 dataset_options=parse_data_options(args.data_options))
     except BaseException:
         distributed.shutdown(sync=False)
         raise
@@ -93,6 +98,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not distributed.launched_by_torchrun() or int(os.environ.get("RANK", "0")) == 0:
         _print_summary(args, summary)
     return 0
+
+
+def parse_data_options(items: list[str]) -> dict:
+    """``["homophily=0.2", "mixing=permutation"]`` -> ``{"homophily": 0.2, "mixing": "permutation"}``
+    (values read as YAML scalars, so numbers and booleans keep their types)."""
+    import yaml
+
+    from hgnn.errors import HgnnError
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HgnnError(f"--data expects KEY=VALUE, got {item!r}")
+        options[key] = yaml.safe_load(value)
+    return options
 
 
 def _print_summary(args: argparse.Namespace, summary: dict) -> None:

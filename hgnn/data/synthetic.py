@@ -9,6 +9,14 @@ centroids ``mu ~ N(0, I)``, so a low ``snr`` on the target and a higher one on i
 most of the label signal in the graph, and a relation with ``homophily="random"`` (``1 / C``) is
 pure noise that a relation-aware model has to learn to ignore.
 
+``mixing`` says where the cross-class edges go. ``"uniform"`` (default) sends each one to a uniformly
+chosen other class, so a neighbour's class says little beyond "probably not mine". ``"permutation"``
+sends all of a relation's cross-class edges from class ``c`` to class ``(c + k_r) mod C``, with a
+fixed shift ``k_r`` in ``[1, C)`` drawn per relation: the class-compatibility matrix is
+``h I + (1 - h) P_r``, the structured heterophily of real graphs (fraudsters next to the accounts
+they target, buyers next to sellers), where neighbours' classes predict a node's class even at low
+``h``. A ``"random"`` relation stays uniform, hence uninformative, under either mixing.
+
 Non-target types keep their latent class as ``data[t].latent_y``. Models must not read it: it exists
 only so that :func:`edge_homophily` can measure every relation.
 """
@@ -28,6 +36,7 @@ from hgnn.errors import HgnnError, UnknownNameError
 # Features are drawn this many rows at a time so the mag preset never holds a second [N, F] array.
 _FEATURE_CHUNK = 1 << 16
 _SELF_LOOP_ROUNDS = 10
+MIXINGS = ("uniform", "permutation")
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ class SyntheticConfig:
     val_frac: float = 0.2
     test_frac: float = 0.2
     degree_exponent: float = 2.0  # Pareto tail index of node popularity; smaller = more skewed
+    mixing: Literal["uniform", "permutation"] = "uniform"  # where cross-class edges go
 
     def relation_homophily(self, spec: RelationSpec) -> float:
         """The homophily a relation is generated with."""
@@ -91,6 +101,9 @@ class SyntheticConfig:
             raise HgnnError(f"synthetic: target '{self.target}' is not a node type")
         if self.num_classes < 2:
             raise HgnnError("synthetic: num_classes must be at least 2")
+        if self.mixing not in MIXINGS:
+            raise HgnnError(f"synthetic: mixing must be one of {', '.join(MIXINGS)}, "
+                            f"got {self.mixing!r}")
         for t in self.node_types:
             if t.num_nodes < self.num_classes:
                 raise HgnnError(f"synthetic: type '{t.name}' has {t.num_nodes} nodes, fewer than "
@@ -212,14 +225,19 @@ def _features(rng: np.random.Generator, classes: np.ndarray, spec: NodeTypeSpec,
 
 
 def _edges(rng: np.random.Generator, h: float, num_edges: int, num_classes: int,
-           src_classes: np.ndarray, src: _Blocks, dst: _Blocks, same_type: bool) -> np.ndarray:
+           src_classes: np.ndarray, src: _Blocks, dst: _Blocks, same_type: bool,
+           shift: int | None = None) -> np.ndarray:
+    """Edges with exactly ``round(h * num_edges)`` same-class pairs; the others go to a uniformly
+    random other class, or to class ``(c + shift) mod C`` when ``shift`` is given."""
     out = np.empty((2, num_edges), dtype=np.int64)
     out[0] = src.sample(rng, None, num_edges)
     cls = src_classes[out[0]]
     different = np.ones(num_edges, dtype=bool)
     different[rng.permutation(num_edges)[: round(h * num_edges)]] = False
     # A uniform non-zero shift mod C picks a uniformly random *other* class.
-    cls[different] += rng.integers(1, num_classes, size=int(different.sum()))
+    offsets = (rng.integers(1, num_classes, size=int(different.sum())) if shift is None
+               else shift)
+    cls[different] += offsets
     cls[different] %= num_classes
     del different
     out[1] = dst.sample(rng, cls, num_edges)
@@ -258,8 +276,12 @@ def generate(config: SyntheticConfig, seed: int = 0) -> tuple[HeteroData, TaskSp
             store.latent_y = torch.from_numpy(cls)
     for r in config.relations:
         rng = _rng(seed, "edge", r.src, r.rel, r.dst)
+        shift = None
+        if config.mixing == "permutation" and r.homophily != "random":
+            # Its own stream, so the uniform graphs are unchanged by the option's existence.
+            shift = int(_rng(seed, "shift", r.src, r.rel, r.dst).integers(1, C))
         edge_index = _edges(rng, config.relation_homophily(r), r.num_edges, C, classes[r.src],
-                            blocks[r.src], blocks[r.dst], r.src == r.dst)
+                            blocks[r.src], blocks[r.dst], r.src == r.dst, shift)
         data[r.src, r.rel, r.dst].edge_index = torch.from_numpy(edge_index)
     task = TaskSpec(
         target=config.target,
@@ -294,6 +316,7 @@ def read_synthetic(
     scale: float | None = None,
     num_classes: int | None = None,
     relation_homophily: dict[str, float] | None = None,
+    mixing: str | None = None,
     **unknown,
 ) -> tuple[HeteroData, TaskSpec]:
     """Registry reader for ``synthetic`` / ``synthetic-mag``: a preset plus overrides.
@@ -308,10 +331,12 @@ def read_synthetic(
         num_classes: number of classes (also of every type's latent class).
         relation_homophily: per-relation overrides, keyed by relation name (``{"cites": 0.2}``);
             these win over everything, the ``"random"`` relation included.
+        mixing: ``"uniform"`` (the presets') or ``"permutation"``: where cross-class edges go (see
+            the module docstring).
     """
     if unknown:
         raise UnknownNameError(f"synthetic: unknown option(s) {sorted(unknown)} (known: preset, "
-                               "homophily, scale, num_classes, relation_homophily)")
+                               "homophily, scale, num_classes, relation_homophily, mixing)")
     if path is not None:
         raise HgnnError(f"synthetic data is generated and reads no files (got path {path})")
     if preset not in PRESETS:
@@ -319,6 +344,8 @@ def read_synthetic(
     config = PRESETS[preset]() if num_classes is None else PRESETS[preset](int(num_classes))
     if homophily is not None:
         config = replace(config, homophily=float(homophily))
+    if mixing is not None:
+        config = replace(config, mixing=mixing)
     if relation_homophily:
         rels = {r.rel for r in config.relations}
         if not set(relation_homophily) <= rels:
