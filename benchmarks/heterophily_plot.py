@@ -1,0 +1,65 @@
+"""Test accuracy against edge homophily, one line per model, from the committed heterophily suites.
+
+Reads ``benchmarks/results/heterophily.json`` (cross-class edges to a uniformly random other class)
+and, where present, ``heterophily-structured.json`` (``mixing=permutation``), both written by
+``hgnn bench``; writes ``benchmarks/results/heterophily_vs_h.png``. Runs nothing: run the suites
+first (``hgnn bench heterophily``, ``hgnn bench heterophily-structured``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SUITES = {"heterophily": "uniform cross-class edges",
+          "heterophily-structured": "structured (permutation) cross-class edges"}
+
+
+def series(table: dict, metric: str) -> dict[str, list[tuple[float, float, float]]]:
+    """``{model: [(h, mean %, std %), ...]}`` over the rows that have results."""
+    out: dict[str, list[tuple[float, float, float]]] = {}
+    for row in table["rows"]:
+        match = re.search(r"h(\d+(?:\.\d+)?)$", row["dataset"])
+        if "test" not in row or not isinstance(row["test"], dict) or match is None:
+            continue
+        stats = row["test"][metric]
+        out.setdefault(row["model"], []).append(
+            (float(match.group(1)), 100 * stats["mean"], 100 * stats["std"]))
+    return {m: sorted(pts) for m, pts in out.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tables = {name: json.loads((args.results / f"{name}.json").read_text())
+              for name in SUITES if (args.results / f"{name}.json").is_file()}
+    if not tables:
+        raise SystemExit(f"no heterophily results under {args.results}; run hgnn bench first")
+    fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 4), squeeze=False)
+    for ax, (name, table) in zip(axes[0], tables.items(), strict=True):
+        for model, pts in series(table, table["metric"]).items():
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                        marker="o", capsize=3, label=model)
+        ax.set_title(f"{name}: {SUITES[name]}", fontsize=9)
+        ax.set_xlabel("edge homophily h")
+        ax.set_ylabel(f"test {table['metric']} (%), mean ± std over seeds")
+        ax.legend(fontsize=8)
+    machine = next(iter(tables.values()))["machine"]
+    fig.suptitle(f"synthetic generator; measured on {machine['cpu']}, {machine['cpu_count']} "
+                 f"cores, GPU: {machine['gpu'] or 'none'}", fontsize=8)
+    fig.tight_layout()
+    out = args.results / "heterophily_vs_h.png"
+    fig.savefig(out, dpi=110)
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
