@@ -9,8 +9,8 @@ features, each set a superset of the one before:
 * ``+ neighbour labels``: plus, for cited and citing papers, the fraction of each class among those
   whose training label is visible (what H2G-former's label embedding can see at test time).
 
-If the last row is close to the GNNs' accuracy in ``heterophily.md``, the models are near what the
-1-hop neighbourhood can tell, and no model can open a wide gap there. Writes
+The probe reads the 1-hop neighbourhood only through means and fractions, so it is a reference
+point, not a bound: a model above it reads more (deeper neighbourhoods, exact counts). Writes
 ``benchmarks/results/heterophily_headroom.{json,md}``.
 """
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Test accuracy against edge homophily, one line per model, from the committed heterophily suites.
 
 Reads ``benchmarks/results/heterophily.json`` (cross-class edges to a uniformly random other class)
-and, where present, ``heterophily-structured.json`` (``mixing=permutation``), both written by
+and, where present, ``heterophily-budget.json`` (H2G-former with a larger budget, same panel) and
+``heterophily-structured.json`` (``mixing=permutation``), all written by
 ``hgnn bench``; writes ``benchmarks/results/heterophily_vs_h.png``. Runs nothing: run the suites
 first (``hgnn bench heterophily``, ``hgnn bench heterophily-structured``).
 """
@@ -15,13 +16,15 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 SUITES = {"heterophily": "uniform cross-class edges",
           "heterophily-structured": "structured (permutation) cross-class edges"}
+# Suites drawn into another suite's panel, with a suffix on their model names.
+EXTRA = {"heterophily-budget": ("heterophily", ", budget 512")}
 
 
 def series(table: dict, metric: str) -> dict[str, list[tuple[float, float, float]]]:
     """``{model: [(h, mean %, std %), ...]}`` over the rows that have results."""
     out: dict[str, list[tuple[float, float, float]]] = {}
     for row in table["rows"]:
-        match = re.search(r"h(\d+(?:\.\d+)?)$", row["dataset"])
+        match = re.search(r"-h(\d+(?:\.\d+)?)", row["dataset"])
         if "test" not in row or not isinstance(row["test"], dict) or match is None:
             continue
         stats = row["test"][metric]
@@ -45,7 +48,13 @@ def main() -> None:
         raise SystemExit(f"no heterophily results under {args.results}; run hgnn bench first")
     fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 4), squeeze=False)
     for ax, (name, table) in zip(axes[0], tables.items(), strict=True):
-        for model, pts in series(table, table["metric"]).items():
+        lines = dict(series(table, table["metric"]))
+        for extra, (panel, suffix) in EXTRA.items():
+            path = args.results / f"{extra}.json"
+            if panel == name and path.is_file():
+                other = json.loads(path.read_text())
+                lines.update({m + suffix: pts for m, pts in series(other, other["metric"]).items()})
+        for model, pts in lines.items():
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
                         marker="o", capsize=3, label=model)
         ax.set_title(f"{name}: {SUITES[name]}", fontsize=9)
