@@ -30,7 +30,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from hgnn.data.relation_index import RelationIndex, relation_index
-from hgnn.data.sampler import SeedLoader, _positions, _sample_segments
+from hgnn.data.sampler import SeedLoader, _positions, _sample_segments, subgraph_nodes
 
 MAX_NEIGHBORS = 50  # torch_sparse's hgt_sample constant
 _KEYS_LIMIT = 1 << 15  # capped segments holding up to this many edges in all: random keys
@@ -159,16 +159,7 @@ class BudgetSampler:
 
     def _build(self, input_type: str, batch_size: int, known: dict[str, torch.Tensor],
                sampled: dict[str, torch.Tensor], gen: torch.Generator) -> HeteroData:
-        out = HeteroData()
-        for t, ids in known.items():
-            store = self.data[t]
-            out[t].n_id = ids
-            out[t].num_nodes = ids.numel()
-            for key, value in store.items():
-                if isinstance(value, torch.Tensor) and value.dim() > 0 and \
-                        value.size(0) == store.num_nodes and key != "n_id":
-                    out[t][key] = value[ids]
-        out[input_type].batch_size = batch_size
+        out = subgraph_nodes(self.data, known, input_type, batch_size)
         for r, et in enumerate(self.index.edge_types):
             dst = known[et[2]]
             src, owner, _ = self._in_edges(r, dst, gen)

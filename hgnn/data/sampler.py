@@ -112,16 +112,7 @@ class NeighborSampler:
 
     def _build(self, input_type: str, batch_size: int, known: dict[str, torch.Tensor],
                edges: dict[EdgeType, list]) -> HeteroData:
-        out = HeteroData()
-        for t, ids in known.items():
-            store = self.data[t]
-            out[t].n_id = ids
-            out[t].num_nodes = ids.numel()
-            for key, value in store.items():
-                if isinstance(value, torch.Tensor) and value.dim() > 0 and \
-                        value.size(0) == store.num_nodes and key != "n_id":
-                    out[t][key] = value[ids]
-        out[input_type].batch_size = batch_size
+        out = subgraph_nodes(self.data, known, input_type, batch_size)
         for et, parts in edges.items():
             if parts:
                 src = torch.cat([p[0] for p in parts])
@@ -131,6 +122,23 @@ class NeighborSampler:
             out[et].edge_index = torch.stack([_positions(known[et[0]], src),
                                               _positions(known[et[2]], dst)])
         return out
+
+
+def subgraph_nodes(data: HeteroData, known: dict[str, torch.Tensor], input_type: str,
+                   batch_size: int) -> HeteroData:
+    """A batch holding, per type, the global ids ``n_id`` of ``known[t]`` and every per-node tensor
+    of ``data`` sliced to them; the first ``batch_size`` nodes of ``input_type`` are the seeds."""
+    out = HeteroData()
+    for t, ids in known.items():
+        store = data[t]
+        out[t].n_id = ids
+        out[t].num_nodes = ids.numel()
+        for key, value in store.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and \
+                    value.size(0) == store.num_nodes and key != "n_id":
+                out[t][key] = value[ids]
+    out[input_type].batch_size = batch_size
+    return out
 
 
 def _unique_in_order(x: torch.Tensor) -> torch.Tensor:
