@@ -103,16 +103,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 def parse_data_options(items: list[str]) -> dict:
     """``["homophily=0.2", "mixing=permutation"]`` -> ``{"homophily": 0.2, "mixing": "permutation"}``
     (values read as YAML scalars, so numbers and booleans keep their types)."""
-    import yaml
-
     from hgnn.errors import HgnnError
+    from hgnn.train.config import parse_key_value
 
     options = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
+        pair = parse_key_value(item)
+        if pair is None:
             raise HgnnError(f"--data expects KEY=VALUE, got {item!r}")
-        options[key] = yaml.safe_load(value)
+        options[pair[0]] = pair[1]
     return options
 
 

@@ -123,13 +123,10 @@ def resolve_config(model_defaults: dict, model: str, dataset: str,
     if config_file:
         _merge(config, _read_yaml(Path(config_file)), str(config_file))
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
+        pair = parse_key_value(item)
+        if pair is None:
             raise HgnnError(f"--set {item!r}: expected key=value, e.g. train.lr=0.005")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
+        key, value = pair
         nested: dict = {}
         cursor = nested
         parts = key.split(".")
@@ -138,6 +135,18 @@ def resolve_config(model_defaults: dict, model: str, dataset: str,
         cursor[parts[-1]] = value
         _merge(config, nested, f"--set {key}")
     return config
+
+
+def parse_key_value(item: str) -> tuple[str, object] | None:
+    """``"train.lr=0.005"`` -> ``("train.lr", 0.005)``: the value read as a YAML scalar (kept as
+    the raw string where it is not valid YAML); ``None`` when ``item`` is not ``key=value``."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        return None
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return key, raw
 
 
 def config_sources(model: str, dataset: str, config_file: str | Path | None) -> list[str]:
