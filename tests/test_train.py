@@ -61,6 +61,17 @@ def test_early_stopping_picks_best_epoch(tmp_path):
     assert again["test"] == pytest.approx(summary["per_seed"][0]["test"])
 
 
+def test_min_epochs_holds_off_early_stopping(tmp_path):
+    # lr 0: the validation score never improves after epoch 0, so patience 3 alone stops at 4
+    train("rgcn", tmp_path / "a", "train.epochs=30", "train.patience=3", "train.lr=0.0")
+    train("rgcn", tmp_path / "b", "train.epochs=30", "train.patience=3", "train.lr=0.0",
+          "train.min_epochs=12")
+    runs = [json.loads((tmp_path / d / "rgcn" / "seed_0" / "result.json").read_text())
+            for d in ("a", "b")]
+    assert [r["epochs_run"] for r in runs] == [4, 12]
+    assert runs[1]["best_epoch"] == 0
+
+
 def test_same_seed_same_metrics(tmp_path):
     a = train("rgcn", tmp_path / "a", "train.epochs=8", seeds=(3,))
     b = train("rgcn", tmp_path / "b", "train.epochs=8", seeds=(3,))

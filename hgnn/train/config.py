@@ -28,6 +28,9 @@ TRAIN_DEFAULTS: dict = {
         "plateau_factor": 0.1,
         "plateau_patience": 10,
         "patience": 50,          # epochs without improvement before stopping; 0 = never stop
+        # early stopping cannot end a run before this many epochs: a model that sits at the label
+        # prior for a while (LATTE on HGB IMDB) is not taken for converged
+        "min_epochs": 0,
         "monitor": "micro_f1",   # accuracy | micro_f1 | macro_f1 | mean_f1 | loss
         "batch_size": 1024,      # sampled / precomputed regimes
         "eval_batch_size": 4096,

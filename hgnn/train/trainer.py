@@ -185,7 +185,8 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
             state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
         else:
             state["bad_epochs"] += 1
-        stopped = cfg["patience"] > 0 and state["bad_epochs"] >= cfg["patience"]
+        stopped = (cfg["patience"] > 0 and state["bad_epochs"] >= cfg["patience"]
+                   and epoch + 1 >= cfg["min_epochs"])
         state["stopped"] = stopped
         rng_states = ctx.gather_objects(torch.get_rng_state())
         if ctx.is_main:  # ranks hold equal weights and state: one writer
