@@ -170,3 +170,36 @@ def test_corrupt_gzip_is_a_format_error(tmp_path):
     (folder / "raw/node-label/paper/node-label.csv.gz").write_bytes(b"not gzip at all")
     with pytest.raises(DataFormatError, match="node-label.csv.gz: not a valid gzip file"):
         read_ogbn_mag(folder)
+
+
+def test_h2gformer_ogbn_mag_config_builds_its_features(tmp_path, monkeypatch):
+    # H2GB's ogbn-mag metapath in hgnn/configs/h2gformer/ogbn-mag.yaml names real relations here
+    from hgnn.models.registry import get_model_class
+    from hgnn.train.config import resolve_config
+    from hgnn.train.graph import prepare_graph
+
+    monkeypatch.setenv("HGNN_CACHE", str(tmp_path / "cache"))
+    data, task = read_ogbn_mag(_mag(tmp_path))
+    config = resolve_config(get_model_class("h2gformer").default_config(), "h2gformer",
+                            "ogbn-mag", overrides=["graph.metapath2vec.walks_per_node=1",
+                                                   "graph.metapath2vec.epochs=1"])
+    assert config["graph"]["metapath2vec"]["dim"] == 128
+    prepare_graph(data, task, config["graph"], seed=0)
+    assert data["paper"].x.shape == (30, 128 + 128)
+    for t in task.featureless:  # the encoding alone is their input
+        assert data[t].x.shape == (data[t].num_nodes, 128)
+
+
+def test_rhgnn_ogbn_mag_config_builds_its_features(tmp_path, monkeypatch):
+    # R-HGNN's preprocessing: papers keep their 128 features plus the encoding, others the encoding
+    from hgnn.models.registry import get_model_class
+    from hgnn.train.config import resolve_config
+    from hgnn.train.graph import prepare_graph
+
+    monkeypatch.setenv("HGNN_CACHE", str(tmp_path / "cache"))
+    data, task = read_ogbn_mag(_mag(tmp_path))
+    config = resolve_config(get_model_class("rhgnn").default_config(), "rhgnn", "ogbn-mag",
+                            overrides=["graph.metapath2vec.epochs=1"])
+    prepare_graph(data, task, config["graph"], seed=0)
+    assert data["paper"].x.shape == (30, 256)
+    assert all(data[t].x.shape == (data[t].num_nodes, 128) for t in task.featureless)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from hgnn.data.metapath2vec import DEFAULTS as METAPATH2VEC_DEFAULTS
 from hgnn.errors import HgnnError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -50,6 +51,9 @@ TRAIN_DEFAULTS: dict = {
         "features": "all",       # all | target | none: which node types keep their given features
         "featureless": "embedding",  # embedding (learned per node) | random (seeded N(0, 1/d))
         "random_dim": 64,
+        # metapath2vec embeddings concatenated to every input type's features (the featureless
+        # get them alone): R-HGNN's ogbn-mag features, H2GB's Hetero_Metapath encoding
+        "metapath2vec": dict(METAPATH2VEC_DEFAULTS),
     },
     "model": {},
 }

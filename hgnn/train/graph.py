@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch_geometric.data import HeteroData
 
+from hgnn.data.metapath2vec import metapath2vec_features
 from hgnn.data.task import TaskSpec
 from hgnn.data.transforms import add_reverse, drop_duplicate_reverses, random_features
 
@@ -14,7 +15,9 @@ def prepare_graph(data: HeteroData, task: TaskSpec, graph_config: dict, seed: in
     ``features`` decides which types keep their shipped features (``all``, ``target`` only, or
     ``none``, HGB's one-hot ``feats_type=3``); every type then without features gets either node-id
     inputs (``x`` = ``arange(N)`` as long, embedded by the model: a learned row per node) or seeded
-    random Gaussian features of width ``random_dim``.
+    random Gaussian features of width ``random_dim``. With ``metapath2vec.dim`` > 0, the types on
+    the metapath first get metapath2vec embeddings appended to their features (or as their features
+    when they have none; :mod:`hgnn.data.metapath2vec`).
     """
     if graph_config["drop_duplicate_reverses"]:
         drop_duplicate_reverses(data)
@@ -27,6 +30,10 @@ def prepare_graph(data: HeteroData, task: TaskSpec, graph_config: dict, seed: in
                 n = data[t].num_nodes
                 del data[t].x
                 data[t].num_nodes = n
+    m2v = graph_config["metapath2vec"]
+    if m2v["dim"] > 0:
+        for t, emb in metapath2vec_features(data, task.target, m2v).items():
+            data[t].x = torch.cat([data[t].x.float(), emb], 1) if "x" in data[t] else emb
     featureless = [t for t in data.node_types if "x" not in data[t]]
     if graph_config["featureless"] == "random":
         random_features(data, graph_config["random_dim"], seed=seed, node_types=featureless)
