@@ -17,7 +17,8 @@ class HGT(HeteroModel):
     optional per-type LayerNorm and dropout), and a linear classifier on the target type.
 
     ``HGTConv`` (like PyG's) softmaxes attention over all incoming edges of a node across relations
-    and adds a gated residual per type; HGB's DGL HGT softmaxes per relation and averages relations.
+    and adds a gated residual per type; HGB's DGL HGT softmaxes per relation and averages relations
+    (``model.softmax: relation``).
     A node type with no incoming relation gets no output from the conv; it keeps its state here.
     """
 
@@ -26,12 +27,12 @@ class HGT(HeteroModel):
 
     def __init__(self, in_channels: dict[str, int], metadata, target: str, hidden: int,
                  out_channels: int, layers: int = 2, heads: int = 8, dropout: float = 0.2,
-                 use_norm: bool = False) -> None:
+                 use_norm: bool = False, softmax: str = "all") -> None:
         super().__init__()
         node_types, _ = metadata
         self.target = target
         self.encoder = TypeEncoder(in_channels, hidden, activation="tanh")
-        self.convs = nn.ModuleList([HGTConv(hidden, hidden, metadata, heads=heads)
+        self.convs = nn.ModuleList([HGTConv(hidden, hidden, metadata, heads=heads, softmax=softmax)
                                     for _ in range(layers)])
         self.norms = nn.ModuleList([
             nn.ModuleDict({t: nn.LayerNorm(hidden) for t in node_types}) if use_norm else
@@ -42,13 +43,14 @@ class HGT(HeteroModel):
 
     @classmethod
     def default_config(cls) -> dict:
-        return {"hidden": 64, "layers": 2, "heads": 8, "dropout": 0.2, "use_norm": False}
+        return {"hidden": 64, "layers": 2, "heads": 8, "dropout": 0.2, "use_norm": False,
+                "softmax": "all"}
 
     @classmethod
     def build(cls, data: HeteroData, task: TaskSpec, config: dict) -> HGT:
         return cls(input_channels(data.x_dict), data.metadata(), task.target, config["hidden"],
                    task.num_classes, config["layers"], config["heads"], config["dropout"],
-                   config["use_norm"])
+                   config["use_norm"], config["softmax"])
 
     def forward(self, x_dict: dict[str, Tensor], edge_index_dict: dict) -> Tensor:
         h = self.encoder(x_dict)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hgnn.ops import segment_attention
-from hgnn.ops.typed import destination_segments, index_for, stack, unstack
+from hgnn.ops.typed import destination_segments, index_for, relation_segments, stack, unstack
 
 EdgeType = tuple[str, str, str]
 
@@ -26,8 +26,12 @@ class HGTConv(nn.Module):
         \tilde h_v &= \Vert_h \sum_{(u, r)} \alpha_{uv}^h\, m_u^h W^{msg}_{r,h} \\
         h'_v &= \sigma(s_\tau)\, W^{out}_\tau \mathrm{GELU}(\tilde h_v) + (1 - \sigma(s_\tau))\, x_v
 
-    (the gated skip only when input and output widths agree). The softmax runs over all relations
-    at once, as in PyG. Keys and messages are transformed once per (relation, source node), never
+    (the gated skip only when input and output widths agree). With ``softmax="all"`` the softmax
+    runs over all relations at once, as in PyG. With ``softmax="relation"`` it runs over each
+    relation's in-edges separately and :math:`\tilde h_v` is the mean over the relations into
+    :math:`\tau(v)` of their attention-weighted sums (zero where :math:`v` has no in-edge of that
+    relation), as in HGB's and DGL's HGT (``edge_softmax`` per relation, ``cross_reducer="mean"``).
+    Keys and messages are transformed once per (relation, source node), never
     per edge, and :func:`hgnn.ops.segment_attention` does the scoring, softmax and aggregation in
     one pass without ``[E, H]`` or ``[E, H, D]`` tensors.
 
@@ -36,16 +40,21 @@ class HGTConv(nn.Module):
         out_channels: output width, divisible by ``heads``.
         metadata: ``(node_types, edge_types)`` as from ``HeteroData.metadata()``.
         heads: attention heads.
+        softmax: ``"all"`` (PyG) or ``"relation"`` (HGB / DGL), see above.
 
     Shapes: ``x_dict[t]`` ``[N_t, in_channels]`` -> ``{t: [N_t, out_channels]}`` for every type
     that is the destination of some relation (others are absent, as in PyG).
     """
 
     def __init__(self, in_channels: int, out_channels: int,
-                 metadata: tuple[list[str], list[EdgeType]], heads: int = 1) -> None:
+                 metadata: tuple[list[str], list[EdgeType]], heads: int = 1,
+                 softmax: str = "all") -> None:
         super().__init__()
         if out_channels % heads:
             raise ValueError(f"out_channels ({out_channels}) must be divisible by heads ({heads})")
+        if softmax not in ("all", "relation"):
+            raise ValueError(f"softmax must be 'all' or 'relation', got {softmax!r}")
+        self.softmax = softmax
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
         self.node_types = list(metadata[0])
         self.edge_types = [tuple(et) for et in metadata[1]]
@@ -87,8 +96,11 @@ class HGTConv(nn.Module):
                           for i, (r, et) in enumerate(zip(rel, index.edge_types, strict=True))])
         msgs = torch.cat([torch.einsum("nhd,hde->nhe", m[et[0]], self.v_rel[r])
                           for r, et in zip(rel, index.edge_types, strict=True)])
-        seg, _ = destination_segments(index, source="relation")
-        agg = unstack(segment_attention(stack(q, index), keys, msgs, seg, scale=1.0), index)
+        if self.softmax == "all":
+            seg, _ = destination_segments(index, source="relation")
+            agg = unstack(segment_attention(stack(q, index), keys, msgs, seg, scale=1.0), index)
+        else:
+            agg = self._per_relation_mean(q, keys, msgs, index)
         out = {}
         for t in {et[2] for et in index.edge_types}:
             h = self.out_lin[t](F.gelu(agg[t].reshape(-1, self.out_channels)))
@@ -98,6 +110,22 @@ class HGTConv(nn.Module):
             out[t] = h
         return out
 
+    @staticmethod
+    def _per_relation_mean(q: dict[str, Tensor], keys: Tensor, msgs: Tensor, index) -> dict:
+        # One segment per (relation, destination): relation r's rows are its destination type's
+        # nodes, seg_offset[r]:seg_offset[r + 1] of the output.
+        seg = relation_segments(index, source="relation")
+        queries = torch.cat([q[et[2]] for et in index.edge_types])
+        per_rel = segment_attention(queries, keys, msgs, seg, scale=1.0)
+        total: dict[str, Tensor] = {}
+        count: dict[str, int] = {}
+        for r, et in enumerate(index.edge_types):
+            part = per_rel[int(index.seg_offset[r]):int(index.seg_offset[r + 1])]
+            total[et[2]] = total[et[2]] + part if et[2] in total else part
+            count[et[2]] = count.get(et[2], 0) + 1
+        return {t: v / count[t] for t, v in total.items()}
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
-                f"heads={self.heads}, num_relations={len(self.edge_types)})")
+                f"heads={self.heads}, num_relations={len(self.edge_types)}, "
+                f"softmax={self.softmax!r})")
