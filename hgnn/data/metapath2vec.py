@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import torch
 from torch_geometric.data import HeteroData
@@ -22,6 +19,7 @@ from torch_geometric.nn import MetaPath2Vec
 
 from hgnn.data.cache import cache_dir
 from hgnn.errors import HgnnError
+from hgnn.train.checkpoint import load_checkpoint, save_checkpoint
 
 EdgeType = tuple[str, str, str]
 
@@ -146,15 +144,7 @@ def metapath2vec_features(data: HeteroData, target: str, config: dict,
     dist = torch.distributed.is_available() and torch.distributed.is_initialized()
     rank = torch.distributed.get_rank() if dist else 0
     if rank == 0 and not path.is_file():
-        embeddings = train_metapath2vec(data, metapath, settings, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(embeddings, tmp)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        save_checkpoint({"embeddings": train_metapath2vec(data, metapath, settings, seed)}, path)
     if dist:
         torch.distributed.barrier()
-    return torch.load(path, weights_only=True)
+    return load_checkpoint(path)["embeddings"]
