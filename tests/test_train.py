@@ -89,6 +89,44 @@ def test_sampled_regime_runs_and_is_deterministic(tmp_path):
     assert a["metrics"]["test"]["accuracy"]["mean"] > 0.5
 
 
+def _regimes(model_name: str, **train_cfg):
+    from hgnn.data import load_dataset
+    from hgnn.models.registry import get_model_class
+    from hgnn.train.config import TRAIN_DEFAULTS
+    from hgnn.train.graph import prepare_graph
+    from hgnn.train.regimes import make_regime
+
+    data, task = load_dataset("synthetic", seed=0, **SMALL)
+    prepare_graph(data, task, TRAIN_DEFAULTS["graph"], 0)
+    cls = get_model_class(model_name)
+    torch.manual_seed(0)
+    model = cls.build(data, task, {**cls.default_config(), "hidden": 8})
+    cfg = {**TRAIN_DEFAULTS["train"], **train_cfg}
+    cpu = torch.device("cpu")
+    return model, make_regime("sampled", data, task, cfg, cpu, model), \
+        make_regime("full", data, task, cfg, cpu, model)
+
+
+@pytest.mark.parametrize("model_name", ["rgcn", "rhgnn"])
+def test_eval_with_all_neighbours_equals_full_graph(model_name):
+    model, sampled, full = _regimes(model_name, num_neighbors=[2, 2], eval_num_neighbors=[-1, -1],
+                                    eval_batch_size=100)
+    got = sampled.logits(model, ("val", "test"))
+    want = full.logits(model, ("val", "test"))
+    for split in ("val", "test"):
+        torch.testing.assert_close(got[split], want[split], rtol=1e-4, atol=1e-5)
+    # and the training fan-out of 2 does not reproduce the full graph
+    model, narrow, full = _regimes(model_name, num_neighbors=[2, 2], eval_batch_size=100)
+    assert not torch.allclose(narrow.logits(model, ("val",))["val"],
+                              full.logits(model, ("val",))["val"], atol=1e-3)
+
+
+def test_eval_num_neighbors_needs_one_entry_per_hop():
+    from hgnn.errors import HgnnError
+    with pytest.raises(HgnnError, match="eval_num_neighbors.*one entry per hop"):
+        _regimes("rgcn", num_neighbors=[2, 2], eval_num_neighbors=[-1])
+
+
 def cli(*args: str, env_extra: dict | None = None, **kw) -> subprocess.Popen:
     env = {**os.environ, **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "hgnn", *args], stdout=subprocess.PIPE,

@@ -36,6 +36,9 @@ TRAIN_DEFAULTS: dict = {
         "batch_size": 1024,      # sampled / precomputed regimes
         "eval_batch_size": 4096,
         "num_neighbors": [10, 10],
+        # neighbour sampler at evaluation: [] = num_neighbors; -1 per hop keeps every neighbour
+        # (R-HGNN's official final scores come from full-neighbour inference)
+        "eval_num_neighbors": [],
         "sampler": "neighbor",    # sampled regime: neighbor (num_neighbors) | budget (HGT's, budget)
         "budget": [512, 512, 512],  # budget sampler: nodes per node type per iteration
         "iters_per_epoch": 0,     # > 0: an epoch is this many batches of a shuffled pass

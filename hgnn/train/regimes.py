@@ -17,6 +17,7 @@ from torch_geometric.data import HeteroData
 from hgnn.data.budget_sampler import BudgetLoader
 from hgnn.data.sampler import NeighborLoader
 from hgnn.data.task import TaskSpec
+from hgnn.errors import HgnnError
 from hgnn.models.base import HeteroModel
 from hgnn.train.distributed import context
 
@@ -210,14 +211,26 @@ class FullBatch(Regime):
 class Sampled(Regime):
     """Mini-batches of training nodes with sampled neighbourhoods (``num_neighbors`` per hop)."""
 
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        hops, at_eval = self.cfg["num_neighbors"], self.cfg.get("eval_num_neighbors") or []
+        if at_eval and len(at_eval) != len(hops):
+            raise HgnnError(f"train.eval_num_neighbors {at_eval} needs one entry per hop of "
+                            f"train.num_neighbors {hops}")
+
     def _loader(self, ids: Tensor, shuffle: bool, batch_size: int,
-                generator: torch.Generator | None) -> NeighborLoader | BudgetLoader:
-        """``train.sampler``: ``neighbor`` (``num_neighbors`` per relation and hop) or ``budget``
-        (HGT's budget sampling, ``train.budget`` nodes per type and iteration)."""
+                generator: torch.Generator | None,
+                evaluation: bool = False) -> NeighborLoader | BudgetLoader:
+        """``train.sampler``: ``neighbor`` (``num_neighbors`` per relation and hop, or
+        ``eval_num_neighbors`` when evaluating and set) or ``budget`` (HGT's budget sampling,
+        ``train.budget`` nodes per type and iteration)."""
         if self.cfg.get("sampler", "neighbor") == "budget":
             return BudgetLoader(self.data, self.cfg["budget"], (self.task.target, ids),
                                 batch_size=batch_size, shuffle=shuffle, generator=generator)
-        return NeighborLoader(self.data, self.cfg["num_neighbors"], (self.task.target, ids),
+        fanout = self.cfg["num_neighbors"]
+        if evaluation and self.cfg.get("eval_num_neighbors"):
+            fanout = self.cfg["eval_num_neighbors"]
+        return NeighborLoader(self.data, fanout, (self.task.target, ids),
                               batch_size=batch_size, shuffle=shuffle, generator=generator)
 
     def _forward(self, model: HeteroModel, batch: HeteroData) -> Tensor:
@@ -235,7 +248,7 @@ class Sampled(Regime):
 
     def _eval_batches(self, model: HeteroModel, ids: Tensor):
         gen = torch.Generator().manual_seed(12345)  # evaluation samples the same way each time
-        for batch in self._loader(ids, False, self.cfg["eval_batch_size"], gen):
+        for batch in self._loader(ids, False, self.cfg["eval_batch_size"], gen, evaluation=True):
             yield self._forward(model, batch)
 
 
