@@ -61,6 +61,18 @@ def test_early_stopping_picks_best_epoch(tmp_path):
     assert again["test"] == pytest.approx(summary["per_seed"][0]["test"])
 
 
+def test_checkpoint_from_before_a_config_key_existed_still_evaluates(tmp_path):
+    from hgnn.train.checkpoint import save_checkpoint
+    summary = train("rgcn", tmp_path, "train.epochs=3")
+    ckpt = load_checkpoint(tmp_path / "rgcn" / "seed_0" / "best.pt")
+    del ckpt["config"]["graph"]["metapath2vec"]        # keys added after older runs were saved
+    del ckpt["config"]["train"]["eval_num_neighbors"]
+    del ckpt["config"]["model"]["root_weight"]
+    old = tmp_path / "old.pt"
+    save_checkpoint(ckpt, old)
+    assert evaluate_checkpoint(old)["test"] == pytest.approx(summary["per_seed"][0]["test"])
+
+
 def test_min_epochs_holds_off_early_stopping(tmp_path):
     # lr 0: the validation score never improves after epoch 0, so patience 3 alone stops at 4
     train("rgcn", tmp_path / "a", "train.epochs=30", "train.patience=3", "train.lr=0.0")

@@ -147,6 +147,20 @@ def resolve_config(model_defaults: dict, model: str, dataset: str,
     return config
 
 
+def with_defaults(config: dict) -> dict:
+    """``config`` with every trainer key it lacks filled from :data:`TRAIN_DEFAULTS`: a
+    checkpoint written before a key existed still resolves (its value was the default then)."""
+    def fill(base: dict, given: dict) -> dict:
+        out = copy.deepcopy(given)
+        for key, value in base.items():
+            if key not in out:
+                out[key] = copy.deepcopy(value)
+            elif isinstance(value, dict) and isinstance(out[key], dict) and value:
+                out[key] = fill(value, out[key])
+        return out
+    return fill(TRAIN_DEFAULTS, config)
+
+
 def parse_key_value(item: str) -> tuple[str, object] | None:
     """``"train.lr=0.005"`` -> ``("train.lr", 0.005)``: the value read as a YAML scalar (kept as
     the raw string where it is not valid YAML); ``None`` when ``item`` is not ``key=value``."""

@@ -8,6 +8,7 @@ import torch
 from hgnn.errors import HgnnError
 from hgnn.models import get_model_class
 from hgnn.train.checkpoint import load_checkpoint
+from hgnn.train.config import with_defaults
 from hgnn.train.experiment import load_prepared
 from hgnn.train.metrics import compute_metrics, predict
 from hgnn.train.regimes import make_regime
@@ -22,7 +23,8 @@ def restore(checkpoint: str | Path, dataset: str | None = None, root: str | None
         if key not in ckpt:
             raise HgnnError(f"{checkpoint}: checkpoint lacks '{key}'")
     model_cls = get_model_class(ckpt["model_name"])
-    config = ckpt["config"]
+    config = with_defaults(ckpt["config"])
+    config["model"] = {**model_cls.default_config(), **config.get("model", {})}
     options = ckpt.get("dataset_options") if dataset is None else None
     data, task = load_prepared(dataset or ckpt["dataset"], root, ckpt["seed"], config, options)
     schema = graph_schema(data)
