@@ -147,9 +147,10 @@ def resolve_config(model_defaults: dict, model: str, dataset: str,
     return config
 
 
-def with_defaults(config: dict) -> dict:
-    """``config`` with every trainer key it lacks filled from :data:`TRAIN_DEFAULTS`: a
-    checkpoint written before a key existed still resolves (its value was the default then)."""
+def with_defaults(config: dict, model_defaults: dict) -> dict:
+    """``config`` with every key it lacks filled from :data:`TRAIN_DEFAULTS` and, under
+    ``model``, from ``model_defaults``: a checkpoint written before a key existed still resolves
+    (its value was the default then)."""
     def fill(base: dict, given: dict) -> dict:
         out = copy.deepcopy(given)
         for key, value in base.items():
@@ -158,7 +159,7 @@ def with_defaults(config: dict) -> dict:
             elif isinstance(value, dict) and isinstance(out[key], dict) and value:
                 out[key] = fill(value, out[key])
         return out
-    return fill(TRAIN_DEFAULTS, config)
+    return fill({**TRAIN_DEFAULTS, "model": model_defaults}, config)
 
 
 def parse_key_value(item: str) -> tuple[str, object] | None:

@@ -23,8 +23,7 @@ def restore(checkpoint: str | Path, dataset: str | None = None, root: str | None
         if key not in ckpt:
             raise HgnnError(f"{checkpoint}: checkpoint lacks '{key}'")
     model_cls = get_model_class(ckpt["model_name"])
-    config = with_defaults(ckpt["config"])
-    config["model"] = {**model_cls.default_config(), **config.get("model", {})}
+    config = with_defaults(ckpt["config"], model_cls.default_config())
     options = ckpt.get("dataset_options") if dataset is None else None
     data, task = load_prepared(dataset or ckpt["dataset"], root, ckpt["seed"], config, options)
     schema = graph_schema(data)
