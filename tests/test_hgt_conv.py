@@ -1,6 +1,7 @@
 """hgnn's fused HGTConv against PyG's HGTConv with the same weights."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch_geometric.nn import HGTConv as PygHGTConv
@@ -87,7 +88,32 @@ def test_sparse_input_linear_matches_dense():
         b.square().sum().backward()
         assert torch.allclose(sparse.weight.grad, dense.weight.grad)
         assert torch.allclose(sparse.bias.grad, dense.bias.grad)
-    assert sparse._cache[1] is not None  # it took the sparse path
+    assert sparse._sparse(x) is not None  # it took the sparse path
+
+
+def test_sparse_input_linear_cache_never_serves_another_tensor_at_the_same_address():
+    # A sampled batch's features can be allocated where the previous batch's were freed, with the
+    # same shape: an address-keyed cache then multiplied the old batch's rows.
+    import copy
+    import pickle
+
+    from hgnn.nn.type_encoder import SPARSE_MIN_ELEMENTS, SparseInputLinear
+
+    rng = np.random.default_rng(0)
+    rows = SPARSE_MIN_ELEMENTS // 200 + 1
+    buf = (rng.random((rows, 200)) < 0.01).astype(np.float64)
+    lin = SparseInputLinear(200, 16).double()
+    first = torch.from_numpy(buf)
+    before = lin(first)
+    assert lin._sparse(first) is not None
+    buf[:] = (rng.random((rows, 200)) < 0.01)  # new rows in the same memory, no torch version bump
+    second = torch.from_numpy(buf)  # another tensor: same address, shape and version
+    assert second.data_ptr() == first.data_ptr() and second._version == first._version
+    got = lin(second)
+    assert not torch.allclose(got, before)
+    assert torch.allclose(got, torch.nn.functional.linear(second, lin.weight, lin.bias))
+    clone = pickle.loads(pickle.dumps(copy.deepcopy(lin)))  # the cache does not travel
+    assert clone._cache is None and torch.allclose(clone(second), got)
 
 
 def test_per_relation_softmax_matches_a_loop():

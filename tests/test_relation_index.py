@@ -81,6 +81,18 @@ def test_cache_is_reused_until_edges_change():
     assert relation_index(data) is not ri
 
 
+def test_cache_misses_for_a_replaced_edge_tensor_of_the_same_shape():
+    # Freed first, the old tensor's id goes to the replacement (same shape, version 0): the cache
+    # holds the old tensor so that this cannot happen.
+    data = random_graph()
+    et = ("a", "x", "b")
+    ri = relation_index(data)
+    flipped = data[et].edge_index.flip(1).clone()
+    del data[et].edge_index
+    data[et].edge_index = flipped.clone()
+    assert relation_index(data) is not ri
+
+
 def test_edge_weights_follow_csc_order():
     data = random_graph()
     w = torch.rand(data["a", "x", "b"].num_edges)

@@ -207,5 +207,9 @@ def relation_index(data: HeteroData) -> RelationIndex:
     if hit is not None and hit[0] == key:
         return hit[1]
     index = RelationIndex.from_data(data)
-    data.__dict__["_hgnn_relation_index"] = (key, index)
+    # The fingerprinted tensors stay referenced, so a replaced edge_index cannot be freed and its
+    # id handed to the replacement (the same key for other edges).
+    held = [data[et].edge_index for et in data.edge_types] + \
+        [w for et in data.edge_types if (w := data[et].get("edge_weight")) is not None]
+    data.__dict__["_hgnn_relation_index"] = (key, index, held)
     return index

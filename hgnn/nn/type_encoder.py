@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -31,23 +32,31 @@ class SparseInputLinear(nn.Linear):
     HGB DBLP's 4,231-wide paper rows are 0.16% non-zero) as CSR instead of densely. Inputs that
     need a gradient, are small or are dense take the ordinary path; the result is the same up to
     float rounding. The CSR form of the last input is cached (full-batch training passes the same
-    tensor every epoch)."""
+    tensor every epoch). The cache is keyed on the tensor object itself (a weak reference) and its
+    version, never on its address: a sampled batch's features freed and the next batch's allocated
+    at the same address with the same shape would otherwise reuse the old batch's rows."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._cache: tuple | None = None
 
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_cache"] = None  # a weak reference does not pickle; the cache refills on use
+        return state
+
     def _sparse(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
-        key = (x.data_ptr(), x._version, tuple(x.shape), x.device)
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
+        if self._cache is not None:
+            ref, version, found = self._cache
+            if ref() is x and version == x._version:
+                return found
         found = None
         if int(torch.count_nonzero(x)) <= SPARSE_MAX_DENSITY * x.numel():
             with warnings.catch_warnings():  # "sparse CSR support is in beta"
                 warnings.simplefilter("ignore", UserWarning)
                 csr = x.to_sparse_csr()
                 found = (csr, csr.t().to_sparse_csr())
-        self._cache = (key, found)
+        self._cache = (weakref.ref(x), x._version, found)
         return found
 
     def forward(self, x: Tensor) -> Tensor:
