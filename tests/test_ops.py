@@ -239,3 +239,24 @@ def test_attention_clamp_and_weight_validation():
         segment_attention(q, k, v, seg, weight=torch.ones(seg.num_edges))
     with pytest.raises(ValueError, match="lo <= hi"):
         segment_attention(q, k, v, seg, clamp=(1.0, -1.0))
+
+
+def test_a_build_lock_left_by_a_killed_process_is_removed_with_a_warning(tmp_path):
+    import os
+    import time
+
+    from hgnn.ops.cpu import wait_for_build_lock
+
+    assert wait_for_build_lock(tmp_path) is False  # no lock: nothing to wait for
+    lock = tmp_path / "lock"
+    lock.touch()
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    with pytest.warns(UserWarning, match="removing the build lock"):
+        assert wait_for_build_lock(tmp_path, stale_after_s=600) is True
+    assert not lock.exists()
+    lock.touch()  # a fresh lock is waited on until it ages past the limit
+    start = time.monotonic()
+    with pytest.warns(UserWarning, match="removing the build lock"):
+        assert wait_for_build_lock(tmp_path, stale_after_s=0.3, poll_s=0.05) is True
+    assert time.monotonic() - start >= 0.2 and not lock.exists()

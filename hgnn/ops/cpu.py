@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import math
 import os
+import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -19,15 +21,40 @@ from hgnn.ops.segments import Segments
 
 _SOURCE = Path(__file__).resolve().parent / "csrc" / "segment_ops.cpp"
 _REDUCE = {"sum": 0, "mean": 1, "max": 2}
+_NAME = "hgnn_segment_ops"
+STALE_LOCK_S = 600.0  # a build here takes about a minute
+
+
+def wait_for_build_lock(build_dir: str | Path, stale_after_s: float = STALE_LOCK_S,
+                        poll_s: float = 0.5) -> bool:
+    """Wait while another process holds torch's build lock in ``build_dir``; remove the lock
+    once it is older than ``stale_after_s`` and say so. Returns whether a stale lock was removed.
+
+    torch releases the lock in a ``finally`` block, which a process killed by a signal (``kill``,
+    ``timeout``, the OOM killer) never runs; every later ``load`` would then wait on it forever.
+    """
+    lock = Path(build_dir) / "lock"
+    while True:
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return False
+        if age > stale_after_s:
+            warnings.warn(f"removing the build lock {lock}, left {age:.0f} s ago by a process that "
+                          "was killed while loading the hgnn CPU extension", stacklevel=2)
+            lock.unlink(missing_ok=True)
+            return True
+        time.sleep(poll_s)
 
 
 @functools.lru_cache(maxsize=1)
 def _extension():
-    from torch.utils.cpp_extension import load
+    from torch.utils.cpp_extension import _get_build_directory, load
 
+    wait_for_build_lock(_get_build_directory(_NAME, verbose=False))
     flags = ["-O3", "-fopenmp", "-march=native"] if os.environ.get("HGNN_NATIVE", "1") == "1" \
         else ["-O3", "-fopenmp"]
-    return load(name="hgnn_segment_ops", sources=[str(_SOURCE)], extra_cflags=flags,
+    return load(name=_NAME, sources=[str(_SOURCE)], extra_cflags=flags,
                 extra_ldflags=["-fopenmp"], verbose=False)
 
 
