@@ -275,13 +275,11 @@ def test_budget_sampling_probability_is_squared_normalised_degree():
 # ---------------------------------------------------------------------------------------------
 
 def _regime(**cfg):
-    from hgnn.data import load_dataset
     from hgnn.models.h2gformer import H2GFormer
-    from hgnn.train.graph import prepare_graph
     from hgnn.train.regimes import make_regime
+    from tests.test_train import prepared_synthetic
 
-    data, task = load_dataset("synthetic", seed=0, **SMALL)
-    prepare_graph(data, task, TRAIN_DEFAULTS["graph"], 0)
+    data, task = prepared_synthetic()
     model = H2GFormer.build(data, task, {**H2GFormer.default_config(), "dim": 16, "layers": 1})
     train_cfg = {**TRAIN_DEFAULTS["train"], "regime": "sampled", "sampler": "budget",
                  "budget": [16], "batch_size": 16, **cfg}

@@ -101,15 +101,23 @@ def test_sampled_regime_runs_and_is_deterministic(tmp_path):
     assert a["metrics"]["test"]["accuracy"]["mean"] > 0.5
 
 
-def _regimes(model_name: str, **train_cfg):
+def prepared_synthetic():
+    """The small synthetic graph and task, prepared with the default graph options."""
     from hgnn.data import load_dataset
-    from hgnn.models.registry import get_model_class
     from hgnn.train.config import TRAIN_DEFAULTS
     from hgnn.train.graph import prepare_graph
-    from hgnn.train.regimes import make_regime
 
     data, task = load_dataset("synthetic", seed=0, **SMALL)
     prepare_graph(data, task, TRAIN_DEFAULTS["graph"], 0)
+    return data, task
+
+
+def _regimes(model_name: str, **train_cfg):
+    from hgnn.models.registry import get_model_class
+    from hgnn.train.config import TRAIN_DEFAULTS
+    from hgnn.train.regimes import make_regime
+
+    data, task = prepared_synthetic()
     cls = get_model_class(model_name)
     torch.manual_seed(0)
     model = cls.build(data, task, {**cls.default_config(), "hidden": 8})
