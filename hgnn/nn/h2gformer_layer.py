@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from hgnn.data.relation_index import RelationIndex
 from hgnn.ops import segment_attention
 from hgnn.ops.segments import Segments
-from hgnn.ops.typed import destination_segments, index_for, stack, unstack
+from hgnn.ops.typed import destination_segments, edges_key, index_for, stack, unstack
 
 EdgeType = tuple[str, str, str]
 
@@ -26,8 +26,7 @@ def _attention_graph(edges: dict[EdgeType, Tensor], num_nodes: dict[str, int],
     if device.type == "cpu":
         index = index_for(edges, num_nodes)
         return index, destination_segments(index)[0]
-    key = tuple((et, id(ei), ei._version, tuple(ei.shape)) for et, ei in edges.items()) \
-        + tuple(sorted(num_nodes.items())) + (str(device),)
+    key = edges_key(edges, num_nodes) + (str(device),)
     hit = _DEVICE_CACHE.get(key)
     if hit is None:
         index = RelationIndex.from_edge_index_dict({et: ei.cpu() for et, ei in edges.items()},

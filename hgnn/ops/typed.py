@@ -165,12 +165,18 @@ def typed_linear_aggregate(x_dict: dict[str, Tensor], index: RelationIndex, weig
 _INDEX_CACHE: OrderedDict = OrderedDict()
 
 
+def edges_key(edge_index_dict: dict[EdgeType, Tensor], num_nodes: dict[str, int]) -> tuple:
+    """A cache key for a graph given as edge tensors: each tensor's identity, version and shape.
+    A cache using it must hold the tensors while the entry lives, so that their ids are not reused."""
+    return tuple((et, id(ei), ei._version, tuple(ei.shape)) for et, ei in edge_index_dict.items()) \
+        + tuple(sorted(num_nodes.items()))
+
+
 def index_for(edge_index_dict: dict[EdgeType, Tensor],
               num_nodes: dict[str, int]) -> RelationIndex:
     """A RelationIndex for PyG-style inputs, cached while the same edge tensors come back (a
     full-batch model sees one graph every epoch). Holds the last 4 graphs."""
-    key = tuple((et, id(ei), ei._version, tuple(ei.shape)) for et, ei in edge_index_dict.items()) \
-        + tuple(sorted(num_nodes.items()))
+    key = edges_key(edge_index_dict, num_nodes)
     hit = _INDEX_CACHE.get(key)
     if hit is not None:
         _INDEX_CACHE.move_to_end(key)
