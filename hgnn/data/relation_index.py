@@ -187,20 +187,22 @@ class RelationIndex:
         )
 
 
-def _fingerprint(data: HeteroData) -> tuple:
-    parts = []
+def _fingerprint(data: HeteroData) -> tuple[tuple, list[torch.Tensor]]:
+    """A key of the graph's edge tensors (identity, version, shape) and those tensors."""
+    parts, tensors = [], []
     for et in data.edge_types:
         ei = data[et].edge_index
         w = data[et].get("edge_weight")
         parts.append((et, id(ei), ei._version, tuple(ei.shape),
                       None if w is None else (id(w), w._version)))
+        tensors += [ei] if w is None else [ei, w]
     parts.append(tuple((t, data[t].num_nodes) for t in data.node_types))
-    return tuple(parts)
+    return tuple(parts), tensors
 
 
 def relation_index(data: HeteroData) -> RelationIndex:
     """The graph's :class:`RelationIndex`, built on first use and cached until its edges change."""
-    key = _fingerprint(data)
+    key, held = _fingerprint(data)
     # Kept in the instance's __dict__ (not a store attribute) so it never travels into PyG's
     # batching or serialisation; the fingerprint guards against edges edited in place.
     hit = data.__dict__.get("_hgnn_relation_index")
@@ -209,7 +211,5 @@ def relation_index(data: HeteroData) -> RelationIndex:
     index = RelationIndex.from_data(data)
     # The fingerprinted tensors stay referenced, so a replaced edge_index cannot be freed and its
     # id handed to the replacement (the same key for other edges).
-    held = [data[et].edge_index for et in data.edge_types] + \
-        [w for et in data.edge_types if (w := data[et].get("edge_weight")) is not None]
     data.__dict__["_hgnn_relation_index"] = (key, index, held)
     return index

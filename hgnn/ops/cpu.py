@@ -49,13 +49,15 @@ def wait_for_build_lock(build_dir: str | Path, stale_after_s: float = STALE_LOCK
 
 @functools.lru_cache(maxsize=1)
 def _extension():
-    from torch.utils.cpp_extension import _get_build_directory, load
+    from torch.utils import cpp_extension
 
-    wait_for_build_lock(_get_build_directory(_NAME, verbose=False))
+    build_dir = getattr(cpp_extension, "_get_build_directory", None)  # private: may go away
+    if build_dir is not None:
+        wait_for_build_lock(build_dir(_NAME, verbose=False))
     flags = ["-O3", "-fopenmp", "-march=native"] if os.environ.get("HGNN_NATIVE", "1") == "1" \
         else ["-O3", "-fopenmp"]
-    return load(name=_NAME, sources=[str(_SOURCE)], extra_cflags=flags,
-                extra_ldflags=["-fopenmp"], verbose=False)
+    return cpp_extension.load(name=_NAME, sources=[str(_SOURCE)], extra_cflags=flags,
+                              extra_ldflags=["-fopenmp"], verbose=False)
 
 
 @functools.lru_cache(maxsize=1)
