@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from hgnn.data.relation_index import RelationIndex
 from hgnn.ops import segment_attention
 from hgnn.ops.segments import Segments
-from hgnn.ops.typed import destination_segments, edges_key, index_for, stack, unstack
+from hgnn.ops.typed import cached_by_edges, destination_segments, index_for, stack, unstack
 
 EdgeType = tuple[str, str, str]
 
@@ -26,19 +26,13 @@ def _attention_graph(edges: dict[EdgeType, Tensor], num_nodes: dict[str, int],
     if device.type == "cpu":
         index = index_for(edges, num_nodes)
         return index, destination_segments(index)[0]
-    key = edges_key(edges, num_nodes) + (str(device),)
-    hit = _DEVICE_CACHE.get(key)
-    if hit is None:
+
+    def build() -> tuple[RelationIndex, Segments]:
         index = RelationIndex.from_edge_index_dict({et: ei.cpu() for et, ei in edges.items()},
                                                    num_nodes)
-        # The edge tensors stay referenced so that their ids cannot be reused meanwhile.
-        hit = (index, destination_segments(index)[0].to(device), list(edges.values()))
-        _DEVICE_CACHE[key] = hit
-        while len(_DEVICE_CACHE) > 4:
-            _DEVICE_CACHE.popitem(last=False)
-    else:
-        _DEVICE_CACHE.move_to_end(key)
-    return hit[0], hit[1]
+        return index, destination_segments(index)[0].to(device)
+
+    return cached_by_edges(_DEVICE_CACHE, edges, num_nodes, build, extra=(str(device),))
 
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}

@@ -15,6 +15,8 @@ runs one fused op per relation over that relation's own CSC (:func:`relation_csc
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -163,6 +165,7 @@ def typed_linear_aggregate(x_dict: dict[str, Tensor], index: RelationIndex, weig
 
 
 _INDEX_CACHE: OrderedDict = OrderedDict()
+T = TypeVar("T")
 
 
 def edges_key(edge_index_dict: dict[EdgeType, Tensor], num_nodes: dict[str, int]) -> tuple:
@@ -172,21 +175,29 @@ def edges_key(edge_index_dict: dict[EdgeType, Tensor], num_nodes: dict[str, int]
         + tuple(sorted(num_nodes.items()))
 
 
+def cached_by_edges(cache: OrderedDict, edge_index_dict: dict[EdgeType, Tensor],
+                    num_nodes: dict[str, int], build: Callable[[], T], extra: tuple = (),
+                    size: int = 4) -> T:
+    """``build()``, memoised in the LRU ``cache`` (``size`` entries) under :func:`edges_key` plus
+    ``extra``. Each entry holds the edge tensors, so their ids cannot be reused while it lives."""
+    key = edges_key(edge_index_dict, num_nodes) + extra
+    hit = cache.get(key)
+    if hit is not None:
+        cache.move_to_end(key)
+        return hit[0]
+    value = build()
+    cache[key] = (value, list(edge_index_dict.values()))
+    while len(cache) > size:
+        cache.popitem(last=False)
+    return value
+
+
 def index_for(edge_index_dict: dict[EdgeType, Tensor],
               num_nodes: dict[str, int]) -> RelationIndex:
     """A RelationIndex for PyG-style inputs, cached while the same edge tensors come back (a
     full-batch model sees one graph every epoch). Holds the last 4 graphs."""
-    key = edges_key(edge_index_dict, num_nodes)
-    hit = _INDEX_CACHE.get(key)
-    if hit is not None:
-        _INDEX_CACHE.move_to_end(key)
-        return hit[0]
-    index = RelationIndex.from_edge_index_dict(edge_index_dict, num_nodes)
-    # The edge tensors are kept alive with the entry so their ids cannot be reused meanwhile.
-    _INDEX_CACHE[key] = (index, list(edge_index_dict.values()))
-    while len(_INDEX_CACHE) > 4:
-        _INDEX_CACHE.popitem(last=False)
-    return index
+    return cached_by_edges(_INDEX_CACHE, edge_index_dict, num_nodes,
+                           lambda: RelationIndex.from_edge_index_dict(edge_index_dict, num_nodes))
 
 
 def relation_csc(index: RelationIndex, r: int) -> Segments:
