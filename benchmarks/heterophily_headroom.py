@@ -34,20 +34,28 @@ from hgnn.data.synthetic import read_synthetic
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _sum_into(edge_index: torch.Tensor, x_src: torch.Tensor, num: int) -> torch.Tensor:
+    return torch.zeros(num, x_src.size(1)).index_add_(0, edge_index[1], x_src[edge_index[0]])
+
+
 def _mean_into(edge_index: torch.Tensor, x_src: torch.Tensor, num: int) -> torch.Tensor:
-    out = torch.zeros(num, x_src.size(1)).index_add_(0, edge_index[1], x_src[edge_index[0]])
-    return out / torch.bincount(edge_index[1], minlength=num).clamp(min=1).unsqueeze(1)
+    deg = torch.bincount(edge_index[1], minlength=num).clamp(min=1).unsqueeze(1)
+    return _sum_into(edge_index, x_src, num) / deg
+
+
+def _into_paper(data):
+    """``(edge_index, source type)`` for every relation and direction that ends at ``paper``."""
+    for (src, _, dst), store in data.edge_items():
+        if dst == "paper":
+            yield store.edge_index, src
+        if src == "paper":
+            yield store.edge_index.flip(0), dst
 
 
 def feature_sets(data, num_classes: int) -> dict[str, torch.Tensor]:
     paper = data["paper"]
     n = paper.num_nodes
-    means = []
-    for (src, _, dst), store in data.edge_items():
-        if dst == "paper":
-            means.append(_mean_into(store.edge_index, data[src].x, n))
-        if src == "paper":
-            means.append(_mean_into(store.edge_index.flip(0), data[dst].x, n))
+    means = [_mean_into(ei, data[other].x, n) for ei, other in _into_paper(data)]
     visible = torch.zeros(n, num_classes)
     visible[paper.train_mask] = F.one_hot(paper.y[paper.train_mask], num_classes).float()
     cites = data["paper", "cites", "paper"].edge_index
@@ -65,13 +73,8 @@ def true_class_counts(data, num_classes: int) -> list[torch.Tensor]:
         return data[t].y if t == "paper" else data[t].latent_y
 
     n = data["paper"].num_nodes
-    counts = []
-    for (src, _, dst), store in data.edge_items():
-        for ei, other, end in ((store.edge_index, src, dst), (store.edge_index.flip(0), dst, src)):
-            if end == "paper":
-                onehot = F.one_hot(latent(other)[ei[0]], num_classes).float()
-                counts.append(torch.zeros(n, num_classes).index_add_(0, ei[1], onehot))
-    return counts
+    return [_sum_into(ei, F.one_hot(latent(other), num_classes).float(), n)
+            for ei, other in _into_paper(data)]
 
 
 def probe(x: torch.Tensor, y: torch.Tensor, masks: tuple, num_classes: int) -> float:
