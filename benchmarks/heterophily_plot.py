@@ -3,8 +3,9 @@
 Reads ``benchmarks/results/heterophily.json`` (cross-class edges to a uniformly random other class)
 and, where present, ``heterophily-budget.json`` (H2G-former with a larger budget and H2GB's
 mag-year dropout, same panel) and ``heterophily-structured.json`` (``mixing=permutation``), all
-written by ``hgnn bench``; writes ``benchmarks/results/heterophily_vs_h.png``. Runs nothing: run the suites
-first (``hgnn bench heterophily``, ``hgnn bench heterophily-structured``).
+written by ``hgnn bench``; writes ``benchmarks/results/heterophily_vs_h.png``. Runs nothing: run
+the suites first (``hgnn bench heterophily``, ``hgnn bench heterophily-budget``,
+``hgnn bench heterophily-structured``).
 """
 from __future__ import annotations
 
