@@ -99,10 +99,15 @@ def test_prepare_graph_appends_embeddings():
         "graph.metapath2vec.dim=8", "graph.metapath2vec.walk_length=8",
         "graph.metapath2vec.context_size=3", "graph.metapath2vec.walks_per_node=1",
         "graph.metapath2vec.epochs=1", "graph.features=target"])
-    prepare_graph(data, task, config["graph"], seed=0)
+    first: dict = {}
+    prepare_graph(data, task, config["graph"], seed=0, record=first)
     assert data["paper"].x.shape[1] == widths["paper"] + 8
     for t in ("author", "institution", "field_of_study"):  # features dropped: the embedding alone
         assert data[t].x.dtype == torch.float32 and data[t].x.shape == (data[t].num_nodes, 8)
+    assert first["metapath2vec"]["cached"] is False and first["metapath2vec"]["seconds"] > 0
+    again: dict = {}  # the run record keeps the one-off time when a later run reads the cache
+    prepare_graph(load_dataset("synthetic", scale=0.1)[0], task, config["graph"], 0, again)
+    assert again["metapath2vec"] == dict(first["metapath2vec"], cached=True)
 
 
 def test_sparse_adam_option_and_bad_optimizer():
@@ -113,3 +118,19 @@ def test_sparse_adam_option_and_bad_optimizer():
     assert not torch.equal(sparse["paper"], dense["paper"])
     with pytest.raises(HgnnError, match="optimizer"):
         metapath2vec_features(data, task.target, dict(FAST, optimizer="sgd"))
+
+
+def test_run_record_keeps_the_one_off_time(tmp_path):
+    from hgnn.train.experiment import format_table, run_experiment
+
+    tiny = ["graph.metapath2vec.dim=8", "graph.metapath2vec.walk_length=8",
+            "graph.metapath2vec.context_size=3", "graph.metapath2vec.walks_per_node=1",
+            "graph.metapath2vec.epochs=1", "train.epochs=2"]
+    args = dict(dataset_options={"scale": 0.1}, overrides=tiny, quiet=True)
+    first = run_experiment("mlp", "synthetic", [0, 1], out_dir=tmp_path / "a", **args)
+    record = first["preparation"]["metapath2vec"]
+    assert record["cached"] is False and record["seconds"] > 0  # seed 0 trained it, seed 1 read it
+    assert "trained and cached" in format_table(first)
+    rerun = run_experiment("mlp", "synthetic", [0], out_dir=tmp_path / "b", **args)
+    assert rerun["preparation"]["metapath2vec"] == dict(record, cached=True)
+    assert f"{record['seconds']:.1f} s once per graph, read from the cache" in format_table(rerun)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import torch
 from torch_geometric.data import HeteroData
@@ -128,11 +129,13 @@ def train_metapath2vec(data: HeteroData, metapath: list[EdgeType], settings: dic
         torch.set_rng_state(gen_state)
 
 
-def metapath2vec_features(data: HeteroData, target: str, config: dict,
-                          seed: int = 0) -> dict[str, torch.Tensor]:
+def metapath2vec_features(data: HeteroData, target: str, config: dict, seed: int = 0,
+                          record: dict | None = None) -> dict[str, torch.Tensor]:
     """The cached embeddings for ``config`` (``graph.metapath2vec``), computing them when absent.
 
     Under ``torch.distributed`` rank 0 computes and writes while the other ranks wait, then read.
+    ``record``, when given, receives ``seconds`` (the one-off training time, stored with the cache;
+    None for caches written before it was) and ``cached`` (whether this call found the cache).
     """
     settings = {k: config[k] for k in DEFAULTS if k != "metapath"}
     if config["walk_length"] + 1 < config["context_size"]:
@@ -143,8 +146,14 @@ def metapath2vec_features(data: HeteroData, target: str, config: dict,
     path = cache_dir() / "metapath2vec" / f"{_cache_key(data, metapath, settings, seed)}.pt"
     dist = torch.distributed.is_available() and torch.distributed.is_initialized()
     rank = torch.distributed.get_rank() if dist else 0
-    if rank == 0 and not path.is_file():
-        save_checkpoint({"embeddings": train_metapath2vec(data, metapath, settings, seed)}, path)
+    cached = path.is_file()
+    if rank == 0 and not cached:
+        start = time.perf_counter()
+        embeddings = train_metapath2vec(data, metapath, settings, seed)
+        save_checkpoint({"embeddings": embeddings, "seconds": time.perf_counter() - start}, path)
     if dist:
         torch.distributed.barrier()
-    return load_checkpoint(path)["embeddings"]
+    stored = load_checkpoint(path)
+    if record is not None:
+        record.update(seconds=stored.get("seconds"), cached=cached)
+    return stored["embeddings"]

@@ -9,7 +9,8 @@ from hgnn.data.task import TaskSpec
 from hgnn.data.transforms import add_reverse, drop_duplicate_reverses, random_features
 
 
-def prepare_graph(data: HeteroData, task: TaskSpec, graph_config: dict, seed: int) -> HeteroData:
+def prepare_graph(data: HeteroData, task: TaskSpec, graph_config: dict, seed: int,
+                  record: dict | None = None) -> HeteroData:
     """Apply reverse-relation handling and input-feature choices (in place; returns ``data``).
 
     ``features`` decides which types keep their shipped features (``all``, ``target`` only, or
@@ -17,7 +18,8 @@ def prepare_graph(data: HeteroData, task: TaskSpec, graph_config: dict, seed: in
     inputs (``x`` = ``arange(N)`` as long, embedded by the model: a learned row per node) or seeded
     random Gaussian features of width ``random_dim``. With ``metapath2vec.dim`` > 0, the types on
     the metapath first get metapath2vec embeddings appended to their features (or as their features
-    when they have none; :mod:`hgnn.data.metapath2vec`).
+    when they have none; :mod:`hgnn.data.metapath2vec`); ``record``, when given, gets
+    ``metapath2vec`` = ``{"seconds", "cached"}`` for the run record.
     """
     if graph_config["drop_duplicate_reverses"]:
         drop_duplicate_reverses(data)
@@ -32,8 +34,11 @@ def prepare_graph(data: HeteroData, task: TaskSpec, graph_config: dict, seed: in
                 data[t].num_nodes = n
     m2v = graph_config["metapath2vec"]
     if m2v["dim"] > 0:
-        for t, emb in metapath2vec_features(data, task.target, m2v).items():
+        m2v_record: dict = {}
+        for t, emb in metapath2vec_features(data, task.target, m2v, record=m2v_record).items():
             data[t].x = torch.cat([data[t].x.float(), emb], 1) if "x" in data[t] else emb
+        if record is not None:
+            record["metapath2vec"] = m2v_record
     featureless = [t for t in data.node_types if "x" not in data[t]]
     if graph_config["featureless"] == "random":
         random_features(data, graph_config["random_dim"], seed=seed, node_types=featureless)
