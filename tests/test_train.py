@@ -92,6 +92,21 @@ def test_same_seed_same_metrics(tmp_path):
     assert c["per_seed"][0]["test"] != a["per_seed"][0]["test"]
 
 
+def test_resume_with_nothing_to_train_keeps_the_run_record(tmp_path):
+    first = train("mlp", tmp_path, "train.epochs=2")
+    assert first["per_seed"][0]["git_commit"] == first["versions"]["git_commit"]
+    path = tmp_path / "mlp" / "summary.json"
+    record = json.loads(path.read_text())
+    record["versions"]["git_commit"] = "trained-elsewhere"
+    path.write_text(json.dumps(record))
+    again = train("mlp", tmp_path, "train.epochs=2", resume=True)  # every seed is finished
+    assert again["versions"]["git_commit"] == "trained-elsewhere"
+    assert json.loads(path.read_text()) == record
+    more = train("mlp", tmp_path, "train.epochs=2", seeds=(0, 1), resume=True)  # seed 1 trains
+    assert more["seeds"] == [0, 1] and more["versions"]["git_commit"] != "trained-elsewhere"
+    assert more["per_seed"][0] == first["per_seed"][0]
+
+
 def test_sampled_regime_runs_and_is_deterministic(tmp_path):
     args = ("train.regime=sampled", "train.epochs=4", "train.batch_size=256",
             "train.num_neighbors=[5, 5]")

@@ -59,13 +59,14 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
         for child in out.glob("seed_*"):
             shutil.rmtree(child)
     ctx.barrier()
-    per_seed, prepared = [], {}
+    per_seed, prepared, trained = [], {}, 0
     for seed in seeds:
         seed_dir = out / f"seed_{seed}"
         done = seed_dir / "result.json"
         if resume and done.is_file():
             per_seed.append(json.loads(done.read_text()))
             continue
+        trained += 1
         seed_dir.mkdir(parents=True, exist_ok=True)
         record: dict = {}
         data, task = load_prepared(dataset, root, seed, config, dataset_options, record)
@@ -74,6 +75,11 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
         run = SeedRun(model, dataset, seed, config, task, seed_dir, dev, quiet,
                       dict(dataset_options or {}))
         per_seed.append(train_seed(run, model_cls, data, resume=resume))
+    kept = _finished_summary(out, seeds) if resume and not trained else None
+    if kept is not None:
+        # Nothing trained here: rewriting would stamp this checkout's commit, versions and
+        # hardware on results that other code produced.
+        return dict(kept, out_dir=str(out))
     summary = {
         "model": model, "dataset": dataset, "dataset_options": dict(dataset_options or {}),
         "seeds": list(seeds), "config": config,
@@ -100,6 +106,18 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     summary["out_dir"] = str(out)
     return summary
+
+
+def _finished_summary(out: Path, seeds: list[int]) -> dict | None:
+    """``out/summary.json`` when it already records exactly ``seeds``."""
+    path = out / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return summary if summary.get("seeds") == list(seeds) else None
 
 
 def format_table(summary: dict) -> str:

@@ -19,7 +19,7 @@ from hgnn.models.base import HeteroModel
 from hgnn.train.checkpoint import load_checkpoint, save_checkpoint
 from hgnn.train.distributed import context
 from hgnn.train.metrics import compute_metrics
-from hgnn.train.record import peak_memory_mb
+from hgnn.train.record import git_commit, peak_memory_mb
 from hgnn.train.regimes import loss_fn, make_regime
 
 
@@ -220,6 +220,7 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "peak_memory_mb": peak_memory_mb(),
         "world_size": ctx.world_size,
+        "git_commit": git_commit(),  # the code this seed trained with (a summary may be newer)
         "history": state["history"],
     }
     if ctx.is_main:
