@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from hgnn.errors import HgnnError
 from hgnn.train.checkpoint import load_checkpoint
 from hgnn.train.experiment import run_experiment
 from hgnn.train.inference import evaluate_checkpoint, predict_checkpoint
@@ -105,6 +106,34 @@ def test_resume_with_nothing_to_train_keeps_the_run_record(tmp_path):
     more = train("mlp", tmp_path, "train.epochs=2", seeds=(0, 1), resume=True)  # seed 1 trains
     assert more["seeds"] == [0, 1] and more["versions"]["git_commit"] != "trained-elsewhere"
     assert more["per_seed"][0] == first["per_seed"][0]
+
+
+def test_resume_refuses_a_finished_seed_of_another_config(tmp_path):
+    train("mlp", tmp_path, "train.epochs=2", "train.lr=0.01")
+    result_path = tmp_path / "mlp" / "seed_0" / "result.json"
+    result = json.loads(result_path.read_text())
+    assert result["config"]["train"]["lr"] == 0.01 and result["dataset_options"] == SMALL
+    with pytest.raises(HgnnError, match=r"seed_0/result.json: cannot resume.*train.lr: 0.01 -> 0.02"):
+        train("mlp", tmp_path, "train.epochs=2", "train.lr=0.02", seeds=(0, 1), resume=True)
+    assert not (tmp_path / "mlp" / "seed_1").exists()  # refused before training anything
+    with pytest.raises(HgnnError, match="dataset options"):
+        run_experiment("mlp", "synthetic", [0], overrides=["train.epochs=2", "train.lr=0.01"],
+                       out_dir=tmp_path / "mlp", quiet=True, resume=True,
+                       dataset_options={"scale": 0.5})
+    # a result from before seeds recorded their config is checked against the run's summary
+    del result["config"], result["dataset_options"]
+    result_path.write_text(json.dumps(result))
+    with pytest.raises(HgnnError, match="train.lr: 0.01 -> 0.02"):
+        train("mlp", tmp_path, "train.epochs=2", "train.lr=0.02", resume=True)
+    same = train("mlp", tmp_path, "train.epochs=2", "train.lr=0.01", resume=True)
+    assert same["per_seed"][0]["test"] == result["test"]
+    # a key the recorded config lacks (a default added later) is no conflict
+    summary_path = tmp_path / "mlp" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    del summary["config"]["train"]["min_epochs"]
+    summary_path.write_text(json.dumps(summary))
+    assert train("mlp", tmp_path, "train.epochs=2", "train.lr=0.01", "train.min_epochs=1",
+                 resume=True)["per_seed"][0]["test"] == result["test"]
 
 
 def test_sampled_regime_runs_and_is_deterministic(tmp_path):

@@ -179,3 +179,19 @@ def config_sources(model: str, dataset: str, config_file: str | Path | None) -> 
     files = [CONFIG_DIR / model / "default.yaml", dataset_config_path(model, dataset)]
     out = [str(p) for p in files if p is not None and p.is_file()]
     return out + ([str(config_file)] if config_file else [])
+
+
+def config_differences(recorded: dict, config: dict, prefix: str = "") -> list[str]:
+    """``key: recorded -> config`` for every key both configs hold with different values.
+
+    Keys only one side has are skipped: a default added after a run was recorded says nothing
+    about how that run was configured.
+    """
+    out = []
+    for key in sorted(set(recorded) & set(config)):
+        old, new = recorded[key], config[key]
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += config_differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            out.append(f"{prefix}{key}: {old!r} -> {new!r}")
+    return out

@@ -11,12 +11,15 @@ import torch
 from hgnn.data import load_dataset
 from hgnn.errors import HgnnError
 from hgnn.models import get_model_class
-from hgnn.train.config import config_sources, resolve_config
+from hgnn.train.config import config_differences, config_sources, resolve_config
 from hgnn.train.distributed import device_for, init_from_env
 from hgnn.train.graph import prepare_graph
 from hgnn.train.metrics import METRICS
 from hgnn.train.record import hardware, peak_gpu_memory_mb, peak_memory_mb, versions
 from hgnn.train.trainer import SeedRun, train_seed
+
+# Per-seed fields the summary leaves out: bulky, or the same for every seed and kept once on top.
+PER_SEED_ONLY = ("history", "task", "config", "dataset_options")
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
@@ -64,7 +67,9 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
         seed_dir = out / f"seed_{seed}"
         done = seed_dir / "result.json"
         if resume and done.is_file():
-            per_seed.append(json.loads(done.read_text()))
+            finished = json.loads(done.read_text())
+            _check_finished_seed(done, finished, out, config, dict(dataset_options or {}))
+            per_seed.append(finished)
             continue
         trained += 1
         seed_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +92,7 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
         "task": per_seed[0]["task"],
         "metrics": {split: {m: mean_std([r[split][m] for r in per_seed]) for m in METRICS}
                     for split in ("val", "test")},
-        "per_seed": [{k: v for k, v in r.items() if k not in ("history", "task")} for r in per_seed],
+        "per_seed": [{k: v for k, v in r.items() if k not in PER_SEED_ONLY} for r in per_seed],
         "timings": {k: statistics.fmean(r["timings"][k] for r in per_seed)
                     for k in ("precompute_s", "train_s", "eval_s")},
         # Per-seed peaks were taken when each seed trained; a resumed run's own process may not
@@ -106,6 +111,30 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     summary["out_dir"] = str(out)
     return summary
+
+
+def _check_finished_seed(path: Path, finished: dict, out: Path, config: dict,
+                         dataset_options: dict) -> None:
+    """Refuse to resume past a seed that finished under another config or dataset options.
+
+    Results written before seeds recorded their config are checked against the run's
+    ``summary.json``, when there is one.
+    """
+    recorded, options = finished.get("config"), finished.get("dataset_options")
+    summary = out / "summary.json"
+    if recorded is None and summary.is_file():
+        try:
+            record = json.loads(summary.read_text())
+        except json.JSONDecodeError:
+            record = {}
+        recorded, options = record.get("config"), record.get("dataset_options")
+    changes = [] if recorded is None else config_differences(recorded, config)
+    if options is not None and options != dataset_options:
+        changes.append(f"dataset options: {options!r} -> {dataset_options!r}")
+    if changes:
+        shown = "; ".join(changes[:5]) + ("; ..." if len(changes) > 5 else "")
+        raise HgnnError(f"{path}: cannot resume: this seed finished with another setting ({shown}). "
+                        "Start without --resume, or write to another --out folder")
 
 
 def _finished_summary(out: Path, seeds: list[int]) -> dict | None:

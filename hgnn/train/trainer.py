@@ -221,6 +221,8 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         "peak_memory_mb": peak_memory_mb(),
         "world_size": ctx.world_size,
         "git_commit": git_commit(),  # the code this seed trained with (a summary may be newer)
+        # What it trained with: --resume checks a finished seed against the run's config.
+        "config": run.config, "dataset_options": run.dataset_options,
         "history": state["history"],
     }
     if ctx.is_main:
