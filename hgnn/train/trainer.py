@@ -116,6 +116,7 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
     """
     cfg = run.config["train"]
     ctx = context()
+    commit = git_commit()  # now: the checkout may move on while a long seed trains
     seed_everything(run.seed)
     model = model_cls.build(data, run.task, run.config["model"]).to(run.device)
     regime_name = cfg["regime"] or model_cls.regimes[0]
@@ -220,7 +221,7 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "peak_memory_mb": peak_memory_mb(),
         "world_size": ctx.world_size,
-        "git_commit": git_commit(),  # the code this seed trained with (a summary may be newer)
+        "git_commit": commit,  # the code this seed trained with (a summary may be newer)
         # What it trained with: --resume checks a finished seed against the run's config.
         "config": run.config, "dataset_options": run.dataset_options,
         "history": state["history"],
