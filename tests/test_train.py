@@ -114,7 +114,7 @@ def test_resume_refuses_a_finished_seed_of_another_config(tmp_path):
     result = json.loads(result_path.read_text())
     assert result["config"]["train"]["lr"] == 0.01 and result["dataset_options"] == SMALL
     with pytest.raises(HgnnError, match=r"seed_0/result.json: cannot resume.*train.lr: 0.01 -> 0.02"):
-        train("mlp", tmp_path, "train.epochs=2", "train.lr=0.02", seeds=(0, 1), resume=True)
+        train("mlp", tmp_path, "train.epochs=2", "train.lr=0.02", seeds=(1, 0), resume=True)
     assert not (tmp_path / "mlp" / "seed_1").exists()  # refused before training anything
     with pytest.raises(HgnnError, match="dataset options"):
         run_experiment("mlp", "synthetic", [0], overrides=["train.epochs=2", "train.lr=0.01"],

@@ -62,14 +62,17 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
         for child in out.glob("seed_*"):
             shutil.rmtree(child)
     ctx.barrier()
+    finished = {}
+    for seed in seeds if resume else ():  # every finished seed checked before any seed trains
+        done = out / f"seed_{seed}" / "result.json"
+        if done.is_file():
+            finished[seed] = json.loads(done.read_text())
+            _check_finished_seed(done, finished[seed], out, config, dict(dataset_options or {}))
     per_seed, prepared, trained = [], {}, 0
     for seed in seeds:
         seed_dir = out / f"seed_{seed}"
-        done = seed_dir / "result.json"
-        if resume and done.is_file():
-            finished = json.loads(done.read_text())
-            _check_finished_seed(done, finished, out, config, dict(dataset_options or {}))
-            per_seed.append(finished)
+        if seed in finished:
+            per_seed.append(finished[seed])
             continue
         trained += 1
         seed_dir.mkdir(parents=True, exist_ok=True)
