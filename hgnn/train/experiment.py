@@ -18,8 +18,9 @@ from hgnn.train.metrics import METRICS
 from hgnn.train.record import hardware, peak_gpu_memory_mb, peak_memory_mb, versions
 from hgnn.train.trainer import SeedRun, train_seed
 
-# Per-seed fields the summary leaves out: bulky, or the same for every seed and kept once on top.
-PER_SEED_ONLY = ("history", "task", "config", "dataset_options")
+# Fields of a seed's result.json that the summary's per_seed entries leave out: bulky, or the same
+# for every seed and kept once at the summary's top level.
+NOT_IN_SUMMARY = ("history", "task", "config", "dataset_options")
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
@@ -62,40 +63,40 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
         for child in out.glob("seed_*"):
             shutil.rmtree(child)
     ctx.barrier()
+    options = dict(dataset_options or {})
+    previous = _read_summary(out) if resume else None
     finished = {}
     for seed in seeds if resume else ():  # every finished seed checked before any seed trains
         done = out / f"seed_{seed}" / "result.json"
         if done.is_file():
             finished[seed] = json.loads(done.read_text())
-            _check_finished_seed(done, finished[seed], out, config, dict(dataset_options or {}))
-    per_seed, prepared, trained = [], {}, 0
+            _check_finished_seed(done, finished[seed], previous, config, options)
+    per_seed, prepared = [], {}
     for seed in seeds:
         seed_dir = out / f"seed_{seed}"
         if seed in finished:
             per_seed.append(finished[seed])
             continue
-        trained += 1
         seed_dir.mkdir(parents=True, exist_ok=True)
         record: dict = {}
         data, task = load_prepared(dataset, root, seed, config, dataset_options, record)
         for key, value in record.items():  # the first seed's: it is the one that pays
             prepared.setdefault(key, value)
-        run = SeedRun(model, dataset, seed, config, task, seed_dir, dev, quiet,
-                      dict(dataset_options or {}))
+        run = SeedRun(model, dataset, seed, config, task, seed_dir, dev, quiet, options)
         per_seed.append(train_seed(run, model_cls, data, resume=resume))
-    kept = _finished_summary(out, seeds) if resume and not trained else None
-    if kept is not None:
+    if previous is not None and previous.get("seeds") == list(seeds) \
+            and all(seed in finished for seed in seeds):
         # Nothing trained here: rewriting would stamp this checkout's commit, versions and
         # hardware on results that other code produced.
-        return dict(kept, out_dir=str(out))
+        return dict(previous, out_dir=str(out))
     summary = {
-        "model": model, "dataset": dataset, "dataset_options": dict(dataset_options or {}),
+        "model": model, "dataset": dataset, "dataset_options": options,
         "seeds": list(seeds), "config": config,
         "config_files": config_sources(model, dataset, config_file),
         "task": per_seed[0]["task"],
         "metrics": {split: {m: mean_std([r[split][m] for r in per_seed]) for m in METRICS}
                     for split in ("val", "test")},
-        "per_seed": [{k: v for k, v in r.items() if k not in PER_SEED_ONLY} for r in per_seed],
+        "per_seed": [{k: v for k, v in r.items() if k not in NOT_IN_SUMMARY} for r in per_seed],
         "timings": {k: statistics.fmean(r["timings"][k] for r in per_seed)
                     for k in ("precompute_s", "train_s", "eval_s")},
         # Per-seed peaks were taken when each seed trained; a resumed run's own process may not
@@ -116,21 +117,16 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
     return summary
 
 
-def _check_finished_seed(path: Path, finished: dict, out: Path, config: dict,
+def _check_finished_seed(path: Path, finished: dict, summary: dict | None, config: dict,
                          dataset_options: dict) -> None:
     """Refuse to resume past a seed that finished under another config or dataset options.
 
     Results written before seeds recorded their config are checked against the run's
-    ``summary.json``, when there is one.
+    ``summary``, when there is one.
     """
     recorded, options = finished.get("config"), finished.get("dataset_options")
-    summary = out / "summary.json"
-    if recorded is None and summary.is_file():
-        try:
-            record = json.loads(summary.read_text())
-        except json.JSONDecodeError:
-            record = {}
-        recorded, options = record.get("config"), record.get("dataset_options")
+    if recorded is None and summary is not None:
+        recorded, options = summary.get("config"), summary.get("dataset_options")
     changes = [] if recorded is None else config_differences(recorded, config)
     if options is not None and options != dataset_options:
         changes.append(f"dataset options: {options!r} -> {dataset_options!r}")
@@ -140,16 +136,15 @@ def _check_finished_seed(path: Path, finished: dict, out: Path, config: dict,
                         "Start without --resume, or write to another --out folder")
 
 
-def _finished_summary(out: Path, seeds: list[int]) -> dict | None:
-    """``out/summary.json`` when it already records exactly ``seeds``."""
+def _read_summary(out: Path) -> dict | None:
+    """``out/summary.json``, or None when it is missing or unreadable (it is rewritten then)."""
     path = out / "summary.json"
     if not path.is_file():
         return None
     try:
-        summary = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
-    return summary if summary.get("seeds") == list(seeds) else None
 
 
 def format_table(summary: dict) -> str:
