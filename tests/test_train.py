@@ -16,6 +16,7 @@ from hgnn.errors import HgnnError
 from hgnn.train.checkpoint import load_checkpoint
 from hgnn.train.experiment import run_experiment
 from hgnn.train.inference import evaluate_checkpoint, predict_checkpoint
+from hgnn.train.record import git_commit
 from tests.hgb_fixture import write_hgb
 
 SMALL = {"scale": 0.25}  # 1,500 target nodes: seconds per run
@@ -91,6 +92,32 @@ def test_same_seed_same_metrics(tmp_path):
     assert a["per_seed"][0]["test"] == b["per_seed"][0]["test"]
     c = train("rgcn", tmp_path / "c", "train.epochs=8", seeds=(4,))
     assert c["per_seed"][0]["test"] != a["per_seed"][0]["test"]
+
+
+def test_git_commit_marks_uncommitted_code(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t",
+                        *args], check=True, capture_output=True)
+
+    assert git_commit(tmp_path) is None  # not a checkout
+    git("init", "-q")
+    (tmp_path / "site-packages" / "hgnn").mkdir(parents=True)
+    assert git_commit(tmp_path / "site-packages") is None  # installed inside another repository
+    (tmp_path / "hgnn").mkdir()
+    (tmp_path / "hgnn" / "layer.py").write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("readme\n")
+    git("add", "hgnn", "README.md")
+    git("commit", "-qm", "first")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], text=True,
+                          capture_output=True).stdout.strip()
+    assert git_commit(tmp_path) == head
+    (tmp_path / "README.md").write_text("results and docs do not count\n")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "hgnn" / "layer.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == f"{head}-dirty"
+    git("checkout", "--", "hgnn")
+    (tmp_path / "hgnn" / "new_layer.py").write_text("y = 1\n")  # a new module counts too
+    assert git_commit(tmp_path) == f"{head}-dirty"
 
 
 def test_resume_with_nothing_to_train_keeps_the_run_record(tmp_path):

@@ -22,14 +22,26 @@ def versions() -> dict:
             "python": sys.version.split()[0], "git_commit": git_commit()}
 
 
-def git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def git_commit(root: Path = PACKAGE_ROOT) -> str | None:
+    """HEAD of the checkout at ``root``, suffixed ``-dirty`` when its code (``hgnn/``) differs
+    from that commit: a record must not name a commit whose code it did not run. Changes
+    elsewhere (results, docs) do not count. ``None`` unless ``root`` is a checkout's top: an
+    installed package inside some other repository (a venv in a project) has no commit of ours."""
+    if not (root / ".git").exists():
+        return None
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5)
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=5).stdout.strip()
+        if not head:
+            return None
+        changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "hgnn"],
+                                 capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None
+    return f"{head}-dirty" if changed else head
 
 
 def hardware() -> dict:
