@@ -218,6 +218,31 @@ def test_eval_num_neighbors_needs_one_entry_per_hop():
         _regimes("rgcn", num_neighbors=[2, 2], eval_num_neighbors=[-1])
 
 
+def test_loss_on_every_sampled_training_node():
+    from hgnn.models.registry import get_model_class
+
+    model, seeds, _ = _regimes("rgcn", num_neighbors=[3, 3], batch_size=16)
+    _, every, _ = _regimes("rgcn", num_neighbors=[3, 3], batch_size=16, loss_nodes="sampled")
+    model.eval()  # no dropout: the two regimes' forwards must agree on the seeds
+    torch.manual_seed(0)
+    batch = next(iter(every._loader(every.train_ids(), True, 16, None)))
+    torch.manual_seed(0)
+    logits, y = next(every._train_batches(model))
+    torch.manual_seed(0)
+    seed_logits, seed_y = next(seeds._train_batches(model))
+    n_id = batch[every.task.target].n_id
+    is_train = torch.isin(n_id, every.split_ids["train"])
+    assert is_train[:16].all() and len(y) == int(is_train.sum()) > 16
+    assert torch.equal(y, every.labels[n_id[is_train]])  # no validation or test label
+    torch.testing.assert_close(logits[:16], seed_logits)
+    assert torch.equal(y[:16], seed_y)
+    # a model that reads labels would see the non-seed training nodes' own labels
+    cls = get_model_class("h2gformer")
+    reader = cls.build(every.data, every.task, cls.default_config())
+    with pytest.raises(HgnnError, match="loss_nodes=sampled"):
+        next(every._train_batches(reader))
+
+
 def cli(*args: str, env_extra: dict | None = None, **kw) -> subprocess.Popen:
     env = {**os.environ, **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "hgnn", *args], stdout=subprocess.PIPE,

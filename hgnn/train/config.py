@@ -43,6 +43,9 @@ TRAIN_DEFAULTS: dict = {
         "budget": [512, 512, 512],  # budget sampler: nodes per node type per iteration
         "iters_per_epoch": 0,     # > 0: an epoch is this many batches of a shuffled pass
         "accumulate": 1,          # batches whose gradients add up (loss / N) before each step
+        # sampled regime: which nodes the loss scores. seeds = the batch's seed nodes; sampled =
+        # every training node of the sampled subgraph (LATTE's official training)
+        "loss_nodes": "seeds",
         # > 0: every evaluation scores eval_subset x eval_batch_size random nodes of the split
         # (H2GB's protocol), redrawn per epoch; 0 = the whole split
         "eval_subset": 0,
@@ -65,6 +68,7 @@ CHOICES = {
     ("train", "optimizer"): ("adam", "adamw"),
     ("train", "scheduler"): ("none", "onecycle", "cosine", "plateau", "cosine_warmup"),
     ("train", "sampler"): ("neighbor", "budget"),
+    ("train", "loss_nodes"): ("seeds", "sampled"),
     ("train", "monitor"): ("accuracy", "micro_f1", "macro_f1", "mean_f1", "loss"),
     ("graph", "features"): ("all", "target", "none"),
     ("graph", "add_reverse"): ("missing", "all", "none"),

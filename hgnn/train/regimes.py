@@ -233,18 +233,31 @@ class Sampled(Regime):
         return NeighborLoader(self.data, fanout, (self.task.target, ids),
                               batch_size=batch_size, shuffle=shuffle, generator=generator)
 
-    def _forward(self, model: HeteroModel, batch: HeteroData) -> Tensor:
+    def _forward(self, model: HeteroModel, batch: HeteroData, seeds_only: bool = True) -> Tensor:
         x_dict = {t: x.to(self.device) for t, x in batch.x_dict.items()}
         ei = {et: e.to(self.device) for et, e in batch.edge_index_dict.items()}
         store = batch[self.task.target]
         self._label_context(model, store.n_id, store.batch_size)
-        return model(x_dict, ei)[: store.batch_size]
+        out = model(x_dict, ei)
+        return out[: store.batch_size] if seeds_only else out
 
     def _train_batches(self, model: HeteroModel):
         # The global RNG drives shuffling and sampling, so a restored RNG state replays the epoch.
+        every_sampled = self.cfg.get("loss_nodes", "seeds") == "sampled"
+        if every_sampled and getattr(model, "module", model).uses_labels:
+            raise HgnnError("train.loss_nodes=sampled scores non-seed training nodes, whose own "
+                            "labels a label-reading model may see; use loss_nodes=seeds")
+        is_train = torch.zeros(self.labels.shape[0], dtype=torch.bool)
+        is_train[self.split_ids["train"]] = True
         for batch in self._loader(self.train_ids(), True, self.batch_size, None):
             store = batch[self.task.target]
-            yield self._forward(model, batch), store.y[: store.batch_size]
+            if not every_sampled:
+                yield self._forward(model, batch), store.y[: store.batch_size]
+                continue
+            # LATTE's official loss: every labelled training node the sampler reached, seeds
+            # first (the seeds are training nodes, so they always count)
+            keep = is_train[store.n_id]
+            yield self._forward(model, batch, seeds_only=False)[keep.to(self.device)], store.y[keep]
 
     def _eval_batches(self, model: HeteroModel, ids: Tensor):
         gen = torch.Generator().manual_seed(12345)  # evaluation samples the same way each time
