@@ -73,3 +73,13 @@ def test_suites_load_and_unknown_suite_is_an_error():
     assert load_suite("heterophily").datasets[0].options == {"homophily": 0.1}
     with pytest.raises(UnknownNameError, match="unknown benchmark suite"):
         load_suite("nope")
+
+
+@pytest.mark.parametrize("root", [None, "some/data/root"])
+def test_script_suite_gets_the_data_root(tmp_path, monkeypatch, root):
+    monkeypatch.setenv("HGNN_DATA", "from/the/environment")
+    script = tmp_path / "probe.py"
+    seen = tmp_path / "seen.txt"
+    script.write_text(f"import os; open({str(seen)!r}, 'w').write(os.environ['HGNN_DATA'])\n")
+    run_suite(Suite(name="s", kind="script", script=str(script)), tmp_path, root=root)
+    assert seen.read_text() == (root or "from/the/environment")

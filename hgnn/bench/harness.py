@@ -14,6 +14,7 @@ interrupted suite continues where it stopped. The aggregate goes to ``<results>/
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -106,7 +107,9 @@ def run_suite(suite: Suite, results: Path, root: str | None = None, quiet: bool 
         if not script.is_file():
             raise HgnnError(f"suite '{suite.name}' runs {script}, which is not here (run hgnn "
                             "bench from the repository root)")
-        subprocess.run([sys.executable, str(script)], check=True)
+        # a script reads its data where every loader does: --root reaches it as HGNN_DATA
+        env = {**os.environ, "HGNN_DATA": str(root)} if root is not None else None
+        subprocess.run([sys.executable, str(script)], check=True, env=env)
         return {}
     if runner is None:
         from hgnn.train.experiment import run_experiment as runner
