@@ -26,7 +26,7 @@ import torch_geometric.transforms as T
 from torch_geometric.nn import HANConv
 
 from hgnn.data.registry import load_dataset
-from hgnn.train.experiment import run_experiment
+from hgnn.train.experiment import mean_std, run_experiment
 from hgnn.train.metrics import compute_metrics
 from hgnn.train.record import hardware, versions
 
@@ -78,11 +78,6 @@ def train_han(data, task, seed: int, epochs: int = 200, patience: int = 100) -> 
             "test": best["test"], "train_s": time.perf_counter() - start}
 
 
-def _mean_std(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values),
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -101,7 +96,7 @@ def main() -> None:
                 {"seed": r["seed"], "best_epoch": r["best_epoch"],
                  "val_accuracy": r["val"]["accuracy"], "test": r["test"],
                  "train_s": r["timings"]["train_s"]} for r in summary["per_seed"]]
-    table = {name: {m: _mean_std([r["test"][m] for r in runs])
+    table = {name: {m: mean_std([r["test"][m] for r in runs])
                     for m in ("micro_f1", "macro_f1")} for name, runs in rows.items()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"dataset": "magnn-imdb", "seeds": args.seeds, "table": table, "per_seed": rows,

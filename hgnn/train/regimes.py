@@ -244,20 +244,22 @@ class Sampled(Regime):
     def _train_batches(self, model: HeteroModel):
         # The global RNG drives shuffling and sampling, so a restored RNG state replays the epoch.
         every_sampled = self.cfg.get("loss_nodes", "seeds") == "sampled"
-        if every_sampled and getattr(model, "module", model).uses_labels:
-            raise HgnnError("train.loss_nodes=sampled scores non-seed training nodes, whose own "
-                            "labels a label-reading model may see; use loss_nodes=seeds")
-        is_train = torch.zeros(self.labels.shape[0], dtype=torch.bool)
-        is_train[self.split_ids["train"]] = True
+        if every_sampled:
+            if getattr(model, "module", model).uses_labels:
+                raise HgnnError("train.loss_nodes=sampled scores non-seed training nodes, whose "
+                                "own labels a label-reading model may see; use loss_nodes=seeds")
+            is_train = torch.zeros(self.labels.shape[0], dtype=torch.bool)
+            is_train[self.split_ids["train"]] = True
         for batch in self._loader(self.train_ids(), True, self.batch_size, None):
             store = batch[self.task.target]
-            if not every_sampled:
+            if every_sampled:
+                # LATTE's official loss: every labelled training node the sampler reached, seeds
+                # first (the seeds are training nodes, so they always count)
+                keep = is_train[store.n_id]
+                out = self._forward(model, batch, seeds_only=False)
+                yield out[keep.to(self.device)], store.y[keep]
+            else:
                 yield self._forward(model, batch), store.y[: store.batch_size]
-                continue
-            # LATTE's official loss: every labelled training node the sampler reached, seeds
-            # first (the seeds are training nodes, so they always count)
-            keep = is_train[store.n_id]
-            yield self._forward(model, batch, seeds_only=False)[keep.to(self.device)], store.y[keep]
 
     def _eval_batches(self, model: HeteroModel, ids: Tensor):
         gen = torch.Generator().manual_seed(12345)  # evaluation samples the same way each time
