@@ -177,11 +177,12 @@ def markdown(table: dict) -> str:
     lines = [f"# Benchmark suite `{table['suite']}` (measured here)", "",
              f"Machine: {m['cpu']}, {m['cpu_count']} cores, GPU: {m['gpu'] or 'none'}. Seeds "
              f"{table['seeds']}; test metrics of the best-validation checkpoint on the full test "
-             "set, mean ± std over seeds, in %. Paper numbers are references, not our results. "
+             "set, mean ± std over seeds, in %. Reference numbers (a paper's, or a named port's) "
+             "are labelled with their source below; they are not our results. "
              "Times are means per seed (eval = validation every epoch plus the final test pass); "
              "peak MiB is the process's peak resident memory.",
              "",
-             "| model | dataset | micro-F1 | macro-F1 | accuracy | paper (metric) | ours - paper | "
+             "| model | dataset | micro-F1 | macro-F1 | accuracy | reference (metric) | ours - reference | "
              "precompute s | train s | s / epoch | eval s | peak MiB | seeds |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table["rows"]:
@@ -233,7 +234,7 @@ def plot(table: dict, png_paper: Path, png_time: Path) -> None:
             errs.append(100 * r["test"][metric]["std"])
             paper.append(r["reference"]["value"] if r["reference"] else float("nan"))
         ax.bar([x - 0.2 for x in xs], ours, 0.4, yerr=errs, label="ours (measured)")
-        ax.bar([x + 0.2 for x in xs], paper, 0.4, label="paper (reference)", alpha=0.6)
+        ax.bar([x + 0.2 for x in xs], paper, 0.4, label="reference (paper or port)", alpha=0.6)
         ax.set_xticks(range(len(models)), models)
         ax.set_title(ds)
         lo = min([v for v in ours + paper if v == v] or [0])
