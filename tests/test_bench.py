@@ -46,6 +46,24 @@ def test_aggregate_mean_std_reference_and_missing(tmp_path):
     assert "missing" in missing and "0.00 ±" not in missing  # missing is not zero
     assert "| 1/3 |" in next(ln for ln in text.splitlines() if ln.startswith("| hgt | hgb-dblp"))
     assert "paper X" in text
+    assert "| machine |" not in text  # one machine: no column
+
+
+def test_rows_from_different_machines_are_marked(tmp_path):
+    """Timings measured on different machines must not sit unmarked in one table."""
+    machines = {"rgcn": {"cpu": "CPU A", "cpu_count": 2, "torch_threads": 1, "gpu": None},
+                "hgt": {"cpu": "CPU B", "cpu_count": 16, "torch_threads": 16, "gpu": "H100"}}
+    for model, hw in machines.items():
+        fake_result(tmp_path, model, "hgb-dblp", 0, 0.9, 0.8)
+        (tmp_path / "runs" / f"{model}-hgb-dblp" / "summary.json").write_text(
+            json.dumps({"hardware": hw}))
+    text = markdown(aggregate(suite(), tmp_path))
+    assert "(a) CPU A, 2 cores, torch threads 1, GPU: none" in text
+    assert "(b) CPU B, 16 cores, torch threads 16, GPU: H100" in text
+    lines = text.splitlines()
+    assert next(ln for ln in lines if ln.startswith("| rgcn | hgb-dblp")).endswith("| a |")
+    assert next(ln for ln in lines if ln.startswith("| hgt | hgb-dblp")).endswith("| b |")
+    assert next(ln for ln in lines if ln.startswith("| rgcn | hgb-acm")).endswith("| - |")
 
 
 def test_resume_skips_finished_runs(tmp_path, monkeypatch):

@@ -161,6 +161,7 @@ def aggregate(suite: Suite, results: Path) -> dict:
                     record = json.loads(summary.read_text())
                     row["config"] = record.get("config")
                     row["versions"] = record.get("versions")
+                    row["hardware"] = record.get("hardware")
             rows.append(row)
     from hgnn.train.record import hardware
 
@@ -172,10 +173,30 @@ def _cell(stat: dict | None) -> str:
     return "missing" if stat is None else f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
 
 
+def _machine(hw: dict) -> str:
+    threads = f", torch threads {hw['torch_threads']}" if hw.get("torch_threads") else ""
+    return f"{hw['cpu']}, {hw['cpu_count']} cores{threads}, GPU: {hw.get('gpu') or 'none'}"
+
+
+def machines(table: dict) -> list[str]:
+    """The machine each row's run summary recorded, in table order (the table's own machine for
+    runs that recorded none). Rows added to a suite in later sessions can come from other
+    machines, and their timings must not be read against each other."""
+    return [_machine(r.get("hardware") or table["machine"]) for r in table["rows"]]
+
+
 def markdown(table: dict) -> str:
-    m = table["machine"]
+    per_row = machines(table)
+    distinct = list(dict.fromkeys(m for m, r in zip(per_row, table["rows"], strict=True)
+                                  if "test" in r)) or [_machine(table["machine"])]
+    if len(distinct) == 1:
+        where = f"Machine: {distinct[0]}."
+    else:  # timings from different machines are not comparable: say which row ran where
+        where = "Machines (column `machine`; times compare only within one): " + "; ".join(
+            f"({chr(97 + i)}) {m}" for i, m in enumerate(distinct)) + "."
+    mixed = len(distinct) > 1
     lines = [f"# Benchmark suite `{table['suite']}` (measured here)", "",
-             f"Machine: {m['cpu']}, {m['cpu_count']} cores, GPU: {m['gpu'] or 'none'}. Seeds "
+             f"{where} Seeds "
              f"{table['seeds']}; test metrics of the best-validation checkpoint on the full test "
              "set, mean ± std over seeds, in %. Reference numbers (a paper's, or a named port's) "
              "are labelled with their source below; they are not our results. "
@@ -183,9 +204,10 @@ def markdown(table: dict) -> str:
              "peak MiB is the process's peak resident memory.",
              "",
              "| model | dataset | micro-F1 | macro-F1 | accuracy | reference (metric) | ours - reference | "
-             "precompute s | train s | s / epoch | eval s | peak MiB | seeds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in table["rows"]:
+             "precompute s | train s | s / epoch | eval s | peak MiB | seeds |"
+             + (" machine |" if mixed else ""),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if mixed else "")]
+    for r, machine in zip(table["rows"], per_row, strict=True):
         test = r.get("test", {})
         ref = r["reference"]
         ref_cell, diff = "-", "-"
@@ -200,7 +222,9 @@ def markdown(table: dict) -> str:
         peak = f"{r['peak_memory_mb']:.0f}" if test and r.get("peak_memory_mb") else "-"
         lines.append(f"| {r['model']} | {r['dataset']} | {_cell(test.get('micro_f1'))} | "
                      f"{_cell(test.get('macro_f1'))} | {_cell(test.get('accuracy'))} | {ref_cell} | "
-                     f"{diff} | {times} | {peak} | {seeds} |")
+                     f"{diff} | {times} | {peak} | {seeds} |"
+                     + (f" {chr(97 + distinct.index(machine))} |" if mixed and "test" in r
+                        else " - |" if mixed else ""))
     sources = sorted({r["reference"]["source"] for r in table["rows"] if r["reference"]})
     if sources:
         lines += ["", "References: " + "; ".join(sources) + "."]
