@@ -248,22 +248,25 @@ def plot(table: dict, png_paper: Path, png_time: Path) -> None:
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.8), squeeze=False)
     for ax, ds in zip(axes[0], datasets, strict=True):
         xs, ours, errs, paper = [], [], [], []
+        labels = list(models)
         for i, model in enumerate(models):
             r = next((r for r in rows if r["model"] == model and r["dataset"] == ds), None)
             if r is None:
                 continue
             metric = r["reference"]["metric"] if r["reference"] else table["metric"]
+            if metric != table["metric"]:  # compared on its reference's metric: say so
+                labels[i] = f"{model}\n({metric})"
             xs.append(i)
             ours.append(100 * r["test"][metric]["mean"])
             errs.append(100 * r["test"][metric]["std"])
             paper.append(r["reference"]["value"] if r["reference"] else float("nan"))
         ax.bar([x - 0.2 for x in xs], ours, 0.4, yerr=errs, label="ours (measured)")
         ax.bar([x + 0.2 for x in xs], paper, 0.4, label="reference (paper or port)", alpha=0.6)
-        ax.set_xticks(range(len(models)), models)
+        ax.set_xticks(range(len(models)), labels, rotation=30, ha="right", fontsize=8)
         ax.set_title(ds)
         lo = min([v for v in ours + paper if v == v] or [0])
         ax.set_ylim(max(0, lo - 10), 100)
-        ax.set_ylabel("test %")
+        ax.set_ylabel(f"test {table['metric']} (%)")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png_paper, dpi=110)
