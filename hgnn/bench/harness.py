@@ -173,22 +173,20 @@ def _cell(stat: dict | None) -> str:
     return "missing" if stat is None else f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
 
 
-def _machine(hw: dict) -> str:
-    threads = f", torch threads {hw['torch_threads']}" if hw.get("torch_threads") else ""
-    return f"{hw['cpu']}, {hw['cpu_count']} cores{threads}, GPU: {hw.get('gpu') or 'none'}"
-
-
 def machines(table: dict) -> list[str]:
     """The machine each row's run summary recorded, in table order (the table's own machine for
     runs that recorded none). Rows added to a suite in later sessions can come from other
     machines, and their timings must not be read against each other."""
-    return [_machine(r.get("hardware") or table["machine"]) for r in table["rows"]]
+    from hgnn.train.record import describe_hardware
+
+    return [describe_hardware(r.get("hardware") or table["machine"]) for r in table["rows"]]
 
 
 def markdown(table: dict) -> str:
     per_row = machines(table)
+    # the table's own machine when no row has results yet (machines() falls back to it likewise)
     distinct = list(dict.fromkeys(m for m, r in zip(per_row, table["rows"], strict=True)
-                                  if "test" in r)) or [_machine(table["machine"])]
+                                  if "test" in r)) or machines({**table, "rows": [{}]})
     if len(distinct) == 1:
         where = f"Machine: {distinct[0]}."
     else:  # timings from different machines are not comparable: say which row ran where
@@ -220,11 +218,12 @@ def markdown(table: dict) -> str:
                  f"{r['epoch_s']:.2f} | {r['timings_s']['eval_s']:.1f}") if test else \
             "missing | missing | missing | missing"
         peak = f"{r['peak_memory_mb']:.0f}" if test and r.get("peak_memory_mb") else "-"
+        where_cell = ""
+        if mixed:
+            where_cell = f" {chr(97 + distinct.index(machine)) if test else '-'} |"
         lines.append(f"| {r['model']} | {r['dataset']} | {_cell(test.get('micro_f1'))} | "
                      f"{_cell(test.get('macro_f1'))} | {_cell(test.get('accuracy'))} | {ref_cell} | "
-                     f"{diff} | {times} | {peak} | {seeds} |"
-                     + (f" {chr(97 + distinct.index(machine))} |" if mixed and "test" in r
-                        else " - |" if mixed else ""))
+                     f"{diff} | {times} | {peak} | {seeds} |{where_cell}")
     sources = sorted({r["reference"]["source"] for r in table["rows"] if r["reference"]})
     if sources:
         lines += ["", "References: " + "; ".join(sources) + "."]

@@ -60,6 +60,12 @@ def hardware() -> dict:
     return info
 
 
+def describe_hardware(hw: dict) -> str:
+    """One line for a ``hardware()`` record: CPU, cores, torch threads (when recorded), GPU."""
+    threads = f", torch threads {hw['torch_threads']}" if hw.get("torch_threads") else ""
+    return f"{hw['cpu']}, {hw['cpu_count']} cores{threads}, GPU: {hw.get('gpu') or 'none'}"
+
+
 def peak_memory_mb() -> float:
     """Peak resident memory of this process so far (MiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
