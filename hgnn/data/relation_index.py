@@ -115,7 +115,15 @@ class RelationIndex:
         num_nodes_dict: dict[str, int],
         edge_weight_dict: dict[EdgeType, torch.Tensor] | None = None,
     ) -> RelationIndex:
-        """Build from PyG-style dicts. Relation order is the dict's order."""
+        """Build from PyG-style dicts. Relation order is the dict's order.
+
+        The index is built and kept on CPU whatever device the edges are on (a GPU's edges are
+        copied once); the ops move the segments they need to the features' device
+        (:meth:`hgnn.ops.Segments.on`)."""
+        edge_index_dict = {et: ei.cpu() for et, ei in edge_index_dict.items()}
+        if edge_weight_dict:
+            edge_weight_dict = {et: None if w is None else w.cpu()
+                                for et, w in edge_weight_dict.items()}
         node_types = list(num_nodes_dict)
         type_id = {t: i for i, t in enumerate(node_types)}
         edge_types = [tuple(et) for et in edge_index_dict]

@@ -11,7 +11,9 @@ when it is available, else ``reference``. Every op has a backward on every backe
 
 The ops work on :class:`Segments` (CSR rows over a source table). :mod:`hgnn.ops.typed` builds
 them from a graph's :class:`~hgnn.data.relation_index.RelationIndex`: one segment per (relation,
-destination) for per-relation results, or per destination across relations.
+destination) for per-relation results, or per destination across relations. The index and its
+segments live on CPU; an op on GPU features uses the segments' copy on that device
+(:meth:`Segments.on`, made once and kept).
 """
 from __future__ import annotations
 
@@ -75,6 +77,9 @@ def segment_spmm(x: Tensor, seg: Segments, weight: Tensor | None = None, reduce:
         raise ValueError(f"weight must have shape [{seg.num_edges}], got {list(weight.shape)}")
     if weight is not None and weight.dtype != x.dtype:
         raise TypeError(f"weight dtype {weight.dtype} differs from x dtype {x.dtype}")
+    if weight is not None and weight.device != x.device:
+        raise ValueError(f"weight is on {weight.device} but x is on {x.device}")
+    seg = seg.on(x.device)
     name = backend_for(x, backend)
     if name == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.is_cuda:
         from hgnn.ops import cpu
@@ -126,8 +131,11 @@ def segment_attention(q: Tensor, k: Tensor, v: Tensor, seg: Segments, scale: flo
                              f"{list(weight.shape)}")
         if weight.dtype != q.dtype:
             raise TypeError(f"weight dtype {weight.dtype} differs from q dtype {q.dtype}")
+        if weight.device != q.device:
+            raise ValueError(f"weight is on {weight.device} but q is on {q.device}")
         weight = weight.detach()
     scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else float(scale)
+    seg = seg.on(q.device)
     name = backend_for(q, backend)
     if name == "cpu" and not q.is_cuda:
         from hgnn.ops import cpu
@@ -159,6 +167,7 @@ def segment_additive_attention(a_dst: Tensor, a_src: Tensor, v: Tensor, seg: Seg
         raise ValueError(f"shapes do not agree: a_dst {list(a_dst.shape)}, a_src "
                          f"{list(a_src.shape)}, v {list(v.shape)}, {seg.num_segments} segments")
     seg.validate(v.size(0), "v")
+    seg = seg.on(v.device)
     name = backend_for(v, backend)
     if name == "cpu" and not v.is_cuda:
         from hgnn.ops import cpu

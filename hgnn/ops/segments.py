@@ -1,7 +1,7 @@
 """A segmented edge list and its transpose, the structure every fused op walks."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -14,13 +14,15 @@ class Segments:
 
     The transpose (``tptr``, ``tedge``, ``tseg``: for each source row, its edges and their
     segments, in edge order) is built on first use and kept, so backward passes write each gradient
-    row from one thread without atomics.
+    row from one thread without atomics. Copies on other devices (:meth:`on`) are kept too: a graph
+    index built on CPU serves GPU features with one host-to-device copy, not one per call.
     """
 
     ptr: Tensor
     index: Tensor
     num_src: int
     _transpose: tuple[Tensor, Tensor, Tensor] | None = None
+    _copies: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.ptr = self.ptr.long().contiguous()
@@ -49,6 +51,17 @@ class Segments:
 
     def to(self, device) -> Segments:
         return Segments(self.ptr.to(device), self.index.to(device), self.num_src)
+
+    def on(self, device: torch.device) -> Segments:
+        """These segments on ``device``: ``self`` when already there, else a copy made on first
+        request and kept (with its own transpose, built there)."""
+        device = torch.device(device)
+        if self.ptr.device == device:
+            return self
+        copy = self._copies.get(device)
+        if copy is None:
+            copy = self._copies[device] = self.to(device)
+        return copy
 
     def validate(self, num_rows: int, what: str = "x") -> None:
         """Shape checks with messages that say what is wrong (cheap: no pass over the edges)."""

@@ -92,7 +92,7 @@ def _mean_weights(index: RelationIndex, edge_weight: Tensor | None) -> Tensor:
     deg = index.col_ptr.diff().clamp(min=1)
     rel = _edge_relation(index)
     w = 1.0 / deg[index.seg_offset[rel] + index.dst].double()
-    return w if edge_weight is None else w * edge_weight.double()
+    return w if edge_weight is None else w.to(edge_weight.device) * edge_weight.double()
 
 
 def typed_aggregate(x_dict: dict[str, Tensor], index: RelationIndex, reduce: str = "mean",
@@ -117,7 +117,7 @@ def typed_aggregate(x_dict: dict[str, Tensor], index: RelationIndex, reduce: str
         w = _mean_weights(index, edge_weight)
     else:
         w = edge_weight.double() if edge_weight is not None else None
-    w = w[order].to(table.dtype) if w is not None else None
+    w = w[order].to(table.device, table.dtype) if w is not None else None
     return unstack(segment_spmm(table, seg, w, "sum", backend), index)
 
 
@@ -152,7 +152,7 @@ def typed_linear_aggregate(x_dict: dict[str, Tensor], index: RelationIndex, weig
         seg, perm = destination_segments(index, source="relation")
         w = _mean_weights(index, edge_weight) if reduce == "mean" else (
             edge_weight.double() if edge_weight is not None else None)
-        w = w[perm].to(table.dtype) if w is not None else None
+        w = w[perm].to(table.device, table.dtype) if w is not None else None
         return unstack(segment_spmm(table, seg, w, "sum", backend), index)
     agg = segment_spmm(stack(x_dict, index), relation_segments(index), edge_weight, reduce,
                        backend)
@@ -248,6 +248,6 @@ def per_relation_aggregate(x_dict: dict, index: RelationIndex, reduce: str = "me
         x = x_dict[et] if et in x_dict else x_dict[et[0]]
         w = None
         if edge_weight is not None:
-            w = edge_weight[int(index.rel_ptr[r]):int(index.rel_ptr[r + 1])].to(x.dtype)
+            w = edge_weight[int(index.rel_ptr[r]):int(index.rel_ptr[r + 1])].to(x.device, x.dtype)
         out[et] = segment_spmm(x, relation_csc(index, r), w, reduce, backend)
     return out
