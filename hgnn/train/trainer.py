@@ -173,13 +173,14 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         val_y = regime.scored_labels("val")
         val = compute_metrics(val_logits, val_y, run.task)
         val_loss = float(loss_fn(val_logits, val_y, run.task)) if val_y.numel() else math.nan
+        t2 = time.perf_counter()
         state["train_s"] += t1 - t0
-        state["eval_s"] += time.perf_counter() - t1
+        state["eval_s"] += t2 - t1
         score = monitor_score(val, val_loss, cfg["monitor"])
         if cfg["scheduler"] == "plateau":
             scheduler.step(val_loss)
         state["history"].append({"epoch": epoch, "loss": loss, "val_loss": val_loss, **{
-            f"val_{k}": v for k, v in val.items()}})
+            f"val_{k}": v for k, v in val.items()}, "train_s": t1 - t0, "eval_s": t2 - t1})
         state["epoch"] = epoch
         improved = score > state["best_score"]
         if improved:
