@@ -1,6 +1,6 @@
 """Kernel benchmark: fused typed aggregation and fused attention against the unfused paths.
 
-    python benchmarks/kernels/bench.py [--quick] [--out benchmarks/results]
+    python benchmarks/kernels/bench.py [--quick] [--device cpu|cuda] [--out benchmarks/results]
 
 In one run, on random typed graphs (uniform endpoints; 1 or 8 relations over 4 node types; 10 edges
 per destination on average), for each size and feature width it times:
@@ -15,6 +15,10 @@ per destination on average), for each size and feature width it times:
   with peak memory measured in a fresh subprocess for each.
 
 Implementations are timed in interleaved rounds (median of 7 rounds up to 2M edges, 3 above).
+On ``--device cuda`` (the fused path is then the Triton backend) each call is timed with CUDA
+events after a synchronised warm-up, peak memory is the allocator's peak
+(``torch.cuda.max_memory_allocated``) above what the inputs hold, the copy bandwidth is a
+device-to-device copy, the sizes go up to 5 * 10^7 edges, and results go to ``kernels_cuda.*``.
 Reported: median time, edges/s, effective GB/s under the no-reuse byte model
 ``B = sum_r [8 (E_r + D_r + 1) + 4 F (E_r + D_r)]`` (every edge reads its source row), and the
 stream-copy bandwidth measured in the same run.
@@ -34,6 +38,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
+DEVICE = torch.device("cpu")  # set by --device
 
 
 def make_graph(num_edges: int, relations: int, feat: int, seed: int = 0):
@@ -50,7 +55,23 @@ def make_graph(num_edges: int, relations: int, feat: int, seed: int = 0):
         e = num_edges // relations
         data[src, f"r{r}", dst].edge_index = torch.stack([
             torch.randint(0, n, (e,), generator=g), torch.randint(0, n, (e,), generator=g)])
-    return data
+    return data.to(DEVICE)
+
+
+def _clock(fn) -> float:
+    """Seconds one call of ``fn`` takes: CUDA events around it on a GPU (after draining the queue,
+    so earlier work is not counted), the host clock on CPU."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def time_interleaved(fns: dict, repeat: int) -> dict[str, float]:
@@ -58,29 +79,24 @@ def time_interleaved(fns: dict, repeat: int) -> dict[str, float]:
     shared VM's neighbours, frequency changes) hit every implementation alike."""
     for fn in fns.values():
         fn()  # warm-up (and, for hgnn, first-use compilation)
+        fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(_clock(fn))
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def timeit(fn, repeat: int) -> float:
     fn()  # warm-up (and, for hgnn, first-use compilation)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(_clock(fn) for _ in range(repeat))
 
 
 def stream_bandwidth_gbs(nbytes: int = 1 << 29) -> float:
-    src = torch.empty(nbytes // 4, dtype=torch.float32).fill_(1.0)
+    nbytes = nbytes * 4 if DEVICE.type == "cuda" else nbytes  # 2 GiB: far beyond the GPU's L2
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=DEVICE).fill_(1.0)
     dst = torch.empty_like(src)
-    t = timeit(lambda: dst.copy_(src), 5)
+    t = timeit(lambda: dst.copy_(src), 20 if DEVICE.type == "cuda" else 5)
     return 2 * nbytes / t / 1e9
 
 
@@ -101,7 +117,7 @@ def aggregation_paths(data):
     index = RelationIndex.from_data(data)
     x = data.x_dict
     typed_aggregate(x, index, "sum", per_relation=False)  # builds and caches the segments
-    csr = {et: torch.sparse_coo_tensor(ei.flip(0), torch.ones(ei.size(1)),
+    csr = {et: torch.sparse_coo_tensor(ei.flip(0), torch.ones(ei.size(1), device=ei.device),
                                        (data[et[2]].num_nodes, data[et[0]].num_nodes)
                                        ).coalesce().to_sparse_csr()
            for et, ei in data.edge_index_dict.items()}
@@ -149,7 +165,9 @@ def attention_inputs(num_edges: int, heads: int, dim: int, seed: int = 0):
     return src, dst, q, k, v, n
 
 
-def attention_paths(num_edges: int, heads: int, dim: int):
+def attention_paths(num_edges: int, heads: int, dim: int, backward: bool = False):
+    """The fused and unfused attention calls; with ``backward``, each call also runs the backward
+    pass (gradients of q, k and v)."""
     from torch_geometric.utils import scatter, softmax
 
     from hgnn.ops import Segments, segment_attention
@@ -157,7 +175,9 @@ def attention_paths(num_edges: int, heads: int, dim: int):
     src, dst, q, k, v, n = attention_inputs(num_edges, heads, dim)
     ptr = torch.zeros(n + 1, dtype=torch.long)
     ptr[1:] = torch.cumsum(torch.bincount(dst, minlength=n), 0)
-    seg = Segments(ptr, src, n)
+    src, dst, q, k, v = (t.to(DEVICE) for t in (src, dst, q, k, v))
+    seg = Segments(ptr, src, n).to(DEVICE)
+    seg.transpose()  # built once, as a model's cached segments are
     scale = dim ** -0.5
 
     def unfused():
@@ -165,8 +185,19 @@ def attention_paths(num_edges: int, heads: int, dim: int):
         alpha = softmax(scores, dst, num_nodes=n)
         return scatter(v[src] * alpha.unsqueeze(-1), dst, 0, dim_size=n, reduce="sum")
 
-    return {"hgnn_fused": lambda: segment_attention(q, k, v, seg, scale),
-            "pyg_unfused": unfused}
+    def fused():
+        return segment_attention(q, k, v, seg, scale)
+
+    if not backward:
+        return {"hgnn_fused": fused, "pyg_unfused": unfused}
+    for t in (q, k, v):
+        t.requires_grad_()
+    grad = torch.randn(n, heads, dim, device=DEVICE)
+
+    def with_backward(fn):
+        return lambda: torch.autograd.backward(fn(), grad)
+
+    return {"hgnn_fused": with_backward(fused), "pyg_unfused": with_backward(unfused)}
 
 
 def _status_kib(field: str) -> int:
@@ -189,9 +220,19 @@ def peak_during(fn) -> float:
     return (_status_kib("VmHWM") - start) / 1024
 
 
-def peak_memory_child(kind: str, num_edges: int, heads: int, dim: int) -> float:
+def peak_memory_child(kind: str, num_edges: int, heads: int, dim: int,
+                      backward: bool = False) -> float:
     """:func:`peak_during` of one call in a fresh process, so the runs do not share allocator
-    caches."""
+    caches. On a GPU: the allocator's peak during one call above what was allocated before it."""
+    if DEVICE.type == "cuda":
+        f = attention_paths(num_edges, heads, dim, backward)[kind]
+        f()
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        f()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
     code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import bench;"
             f"f = bench.attention_paths({num_edges}, {heads}, {dim})[{kind!r}]; f();"
             "print(bench.peak_during(f))")
@@ -206,28 +247,44 @@ def machine() -> dict:
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "platform": platform.platform()}
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "platform": platform.platform(), "device": DEVICE.type}
+    if DEVICE.type == "cuda":
+        import triton
+
+        props = torch.cuda.get_device_properties(DEVICE)
+        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                    sms=props.multi_processor_count, triton=triton.__version__,
+                    cuda=torch.version.cuda)
+    return info
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small sizes only (smoke test)")
     ap.add_argument("--out", default=str(HERE.parent / "results"))
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
-    sizes = [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6, 2 * 10**6, 10**7]
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    gpu = DEVICE.type == "cuda"
+    if gpu:
+        sizes = [10**5, 10**6] if args.quick else [10**5, 10**6, 10**7, 5 * 10**7]
+    else:
+        sizes = [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6, 2 * 10**6, 10**7]
     feats = [16, 64] if args.quick else [16, 64, 256]
+    message_limit = (24 if gpu else 6) * 2**30  # the unfused path's E x F messages
     bandwidth = stream_bandwidth_gbs()
     print(f"stream copy bandwidth: {bandwidth:.1f} GB/s", flush=True)
     rows = []
     for rel in (1, 8):
         for e in sizes:
             for f in feats:
-                if e * f * 4 > 6 * 2**30:  # the unfused path's E x F message alone: skip > 6 GiB
+                if e * f * 4 > message_limit:
                     continue
                 data = make_graph(e, rel, f)
                 nbytes = no_reuse_bytes(data, f)
-                repeat = 7 if e <= 2 * 10**6 else 3
+                repeat = 7 if e <= 2 * 10**6 or gpu else 3
                 for name, t in time_interleaved(aggregation_paths(data), repeat).items():
                     rows.append({"op": "typed_sum", "impl": name, "edges": e, "relations": rel,
                                  "feat": f, "time_s": t, "edges_per_s": e / t,
@@ -235,21 +292,25 @@ def main() -> None:
                     print(json.dumps(rows[-1]), flush=True)
                 del data
     att = []
-    att_sizes = [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6, 2 * 10**6]
-    for e in att_sizes:
-        for name, t in time_interleaved(attention_paths(e, 4, 16), 5).items():
-            row = {"op": "attention", "impl": name, "edges": e, "heads": 4, "head_dim": 16,
-                   "time_s": t, "edges_per_s": e / t}
-            if e == att_sizes[-1]:
-                row["peak_mib"] = peak_memory_child(name, e, 4, 16)
-            att.append(row)
-            print(json.dumps(row), flush=True)
+    if gpu:
+        att_sizes = [10**5, 10**6] if args.quick else [10**5, 10**6, 10**7, 2 * 10**7]
+    else:
+        att_sizes = [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6, 2 * 10**6]
+    for backward in (False, True):
+        for e in att_sizes:
+            for name, t in time_interleaved(attention_paths(e, 4, 16, backward), 5).items():
+                row = {"op": "attention", "impl": name, "edges": e, "heads": 4, "head_dim": 16,
+                       "backward": backward, "time_s": t, "edges_per_s": e / t}
+                if e == att_sizes[-1] and (gpu or not backward):
+                    row["peak_mib"] = peak_memory_child(name, e, 4, 16, backward)
+                att.append(row)
+                print(json.dumps(row), flush=True)
     result = {"machine": machine(), "stream_copy_gbs": bandwidth,
               "byte_model": "no-reuse: sum_r 8(E_r + D_r + 1) + 4F(E_r + D_r) bytes",
               "aggregation": rows, "attention": att}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = "kernels_quick" if args.quick else "kernels"
+    name = "kernels" + ("_cuda" if gpu else "") + ("_quick" if args.quick else "")
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
     from report import write_report
 
