@@ -78,7 +78,8 @@ def write_report(result: dict, md_path: Path) -> None:
             f"{c['train_epoch_s'] / g['train_epoch_s']:.1f}x | {g['eval_epoch_s']:.4f} | "
             f"{c['eval_epoch_s']:.4f} | {g['first_epoch_s']:.2f} | "
             f"{g['precompute_s']:.2f} / {c['precompute_s']:.2f} | {g['peak_gpu_memory_mb']:.0f} |")
-    lines += ["", "Produced by `python benchmarks/gpu_training.py` (JSON beside this file)."]
+    lines += ["", f"Produced by `python benchmarks/gpu_training.py` at commit {result.get('git_commit')} "
+              "(JSON beside this file)."]
     md_path.write_text("\n".join(lines) + "\n")
 
 
@@ -96,7 +97,10 @@ def main() -> None:
     graph = f"{sum(data[t].num_nodes for t in data.node_types):,} nodes, " \
             f"{sum(data[e].num_edges for e in data.edge_types):,} edges, " \
             f"{len(data.edge_types)} relations"
-    result = {"machine": machine(), "scale": args.scale, "graph": graph, "epochs": args.epochs,
+    from hgnn.train.record import git_commit
+
+    result = {"machine": machine(), "git_commit": git_commit(), "scale": args.scale, "graph": graph,
+              "epochs": args.epochs,
               "models": args.models, "rows": []}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -95,6 +95,25 @@ def _mean_weights(index: RelationIndex, edge_weight: Tensor | None) -> Tensor:
     return w if edge_weight is None else w.to(edge_weight.device) * edge_weight.double()
 
 
+def _destination_weights(index: RelationIndex, reduce: str, edge_weight: Tensor | None,
+                         order: Tensor, like: Tensor) -> Tensor | None:
+    """Per-edge weights of the destination-major segments whose edge order is ``order``: 1/deg_r
+    for a mean within each relation, times ``edge_weight``; on ``like``'s device and dtype. Without
+    edge weights they depend on the graph alone and are cached on the index (a full-batch model
+    asks for the same every forward; recomputing them was a CPU pass over the edges and a host-to-
+    device copy per layer on GPU)."""
+    if reduce != "mean":
+        return None if edge_weight is None else edge_weight.double()[order].to(like.device, like.dtype)
+    if edge_weight is not None:
+        return _mean_weights(index, edge_weight)[order].to(like.device, like.dtype)
+    cache = index.__dict__.setdefault("_destination_weights", {})
+    key = (order.data_ptr(), order.numel(), like.device, like.dtype)
+    hit = cache.get(key)
+    if hit is None:
+        hit = cache[key] = _mean_weights(index, None)[order].to(like.device, like.dtype)
+    return hit
+
+
 def typed_aggregate(x_dict: dict[str, Tensor], index: RelationIndex, reduce: str = "mean",
                     per_relation: bool = True, edge_weight: Tensor | None = None,
                     backend: str | None = None) -> dict:
@@ -113,11 +132,7 @@ def typed_aggregate(x_dict: dict[str, Tensor], index: RelationIndex, reduce: str
     if reduce == "max":
         raise ValueError("reduce='max' is per relation only; use per_relation=True")
     seg, order = destination_segments(index)
-    if reduce == "mean":
-        w = _mean_weights(index, edge_weight)
-    else:
-        w = edge_weight.double() if edge_weight is not None else None
-    w = w[order].to(table.device, table.dtype) if w is not None else None
+    w = _destination_weights(index, reduce, edge_weight, order, table)
     return unstack(segment_spmm(table, seg, w, "sum", backend), index)
 
 
@@ -150,9 +165,7 @@ def typed_linear_aggregate(x_dict: dict[str, Tensor], index: RelationIndex, weig
         table = torch.cat([x_dict[t] @ weight[r] for r, (t, _, _) in enumerate(index.edge_types)]) \
             if index.num_relations else ref.new_zeros(0, f_out)
         seg, perm = destination_segments(index, source="relation")
-        w = _mean_weights(index, edge_weight) if reduce == "mean" else (
-            edge_weight.double() if edge_weight is not None else None)
-        w = w[perm].to(table.device, table.dtype) if w is not None else None
+        w = _destination_weights(index, reduce, edge_weight, perm, table)
         return unstack(segment_spmm(table, seg, w, "sum", backend), index)
     agg = segment_spmm(stack(x_dict, index), relation_segments(index), edge_weight, reduce,
                        backend)
