@@ -90,6 +90,8 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=MODELS)
     ap.add_argument("--devices", nargs="+", default=["cuda", "cpu"])
     ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--commit", help="the commit measured, where the checkout has no .git (a copy "
+                                     "sent to a GPU machine)")
     args = ap.parse_args()
     from hgnn.data.registry import load_dataset
 
@@ -99,9 +101,8 @@ def main() -> None:
             f"{len(data.edge_types)} relations"
     from hgnn.train.record import git_commit
 
-    result = {"machine": machine(), "git_commit": git_commit(), "scale": args.scale, "graph": graph,
-              "epochs": args.epochs,
-              "models": args.models, "rows": []}
+    result = {"machine": machine(), "git_commit": args.commit or git_commit(), "scale": args.scale,
+              "graph": graph, "epochs": args.epochs, "models": args.models, "rows": []}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for model in args.models:
