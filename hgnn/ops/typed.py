@@ -99,15 +99,15 @@ def _destination_weights(index: RelationIndex, reduce: str, edge_weight: Tensor 
                          order: Tensor, like: Tensor) -> Tensor | None:
     """Per-edge weights of the destination-major segments whose edge order is ``order``: 1/deg_r
     for a mean within each relation, times ``edge_weight``; on ``like``'s device and dtype. Without
-    edge weights they depend on the graph alone and are cached on the index (a full-batch model
-    asks for the same every forward; recomputing them was a CPU pass over the edges and a host-to-
-    device copy per layer on GPU)."""
+    edge weights they depend on the graph alone and are cached on the index: a full-batch model
+    asks for the same ones in every forward, and each recomputation costs a CPU pass over the edges
+    plus, on a GPU, a host-to-device copy."""
     if reduce != "mean":
         return None if edge_weight is None else edge_weight.double()[order].to(like.device, like.dtype)
     if edge_weight is not None:
         return _mean_weights(index, edge_weight)[order].to(like.device, like.dtype)
     cache = index.__dict__.setdefault("_destination_weights", {})
-    key = (order.data_ptr(), order.numel(), like.device, like.dtype)
+    key = (id(order), like.device, like.dtype)  # ``order`` is cached on the index too
     hit = cache.get(key)
     if hit is None:
         hit = cache[key] = _mean_weights(index, None)[order].to(like.device, like.dtype)
