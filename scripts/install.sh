@@ -9,5 +9,10 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
   "$PYTHON" -m pip install --quiet "torch==$TORCH_VERSION"
 fi
 cd "$(dirname "$0")/.."
-"$PYTHON" -m pip install --quiet -e ".[test]"
+# A CPU torch gets Triton for the interpreter tests; a CUDA torch already has the Triton it pins.
+EXTRAS=test
+if "$PYTHON" -c "import sys, torch; sys.exit(torch.version.cuda is not None)"; then
+  EXTRAS=test,interpret
+fi
+"$PYTHON" -m pip install --quiet -e ".[$EXTRAS]"
 "$PYTHON" -c "import torch, torch_geometric, hgnn; print(f'[install] hgnn {hgnn.__version__}, torch {torch.__version__}, torch_geometric {torch_geometric.__version__}')"
