@@ -53,8 +53,7 @@ def machine() -> dict:
     sys.path.insert(0, str(HERE / "kernels"))
     import bench  # the kernel benchmark's machine description
 
-    bench.DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return bench.machine()
+    return bench.machine(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def write_report(result: dict, md_path: Path) -> None:

@@ -240,7 +240,9 @@ def peak_memory_child(kind: str, num_edges: int, heads: int, dim: int,
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def machine() -> dict:
+def machine(device: torch.device | None = None) -> dict:
+    """The host, and the GPU when ``device`` (default: the benchmark's ``--device``) is CUDA."""
+    device = DEVICE if device is None else device
     cpu = platform.processor()
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
@@ -248,11 +250,11 @@ def machine() -> dict:
     except (OSError, StopIteration):
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "platform": platform.platform(), "device": DEVICE.type}
-    if DEVICE.type == "cuda":
+            "torch": torch.__version__, "platform": platform.platform(), "device": device.type}
+    if device.type == "cuda":
         import triton
 
-        props = torch.cuda.get_device_properties(DEVICE)
+        props = torch.cuda.get_device_properties(device)
         info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
                     sms=props.multi_processor_count, triton=triton.__version__,
                     cuda=torch.version.cuda)

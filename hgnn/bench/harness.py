@@ -183,10 +183,12 @@ def machines(table: dict) -> list[str]:
 
 
 def markdown(table: dict) -> str:
+    from hgnn.train.record import describe_hardware
+
     per_row = machines(table)
-    # the table's own machine when no row has results yet (machines() falls back to it likewise)
+    # the table's own machine when no row has results yet
     distinct = list(dict.fromkeys(m for m, r in zip(per_row, table["rows"], strict=True)
-                                  if "test" in r)) or machines({**table, "rows": [{}]})
+                                  if "test" in r)) or [describe_hardware(table["machine"])]
     if len(distinct) == 1:
         where = f"Machine: {distinct[0]}."
     else:  # timings from different machines are not comparable: say which row ran where

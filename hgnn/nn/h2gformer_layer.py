@@ -2,38 +2,15 @@
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hgnn.data.relation_index import RelationIndex
 from hgnn.ops import segment_attention
-from hgnn.ops.segments import Segments
-from hgnn.ops.typed import cached_by_edges, destination_segments, index_for, stack, unstack
+from hgnn.ops.typed import destination_segments, index_for, stack, unstack
 
 EdgeType = tuple[str, str, str]
-
-_DEVICE_CACHE: OrderedDict = OrderedDict()
-
-
-def _attention_graph(edges: dict[EdgeType, Tensor], num_nodes: dict[str, int],
-                     device: torch.device) -> tuple[RelationIndex, Segments]:
-    """The RelationIndex (built on CPU) of ``edges`` and its destination-major segments on
-    ``device``, cached while the same edge tensors come back (every layer of one forward, every
-    epoch of a full-batch run); the index is built once, not once per layer."""
-    if device.type == "cpu":
-        index = index_for(edges, num_nodes)
-        return index, destination_segments(index)[0]
-
-    def build() -> tuple[RelationIndex, Segments]:
-        index = RelationIndex.from_edge_index_dict({et: ei.cpu() for et, ei in edges.items()},
-                                                   num_nodes)
-        return index, destination_segments(index)[0].to(device)
-
-    return cached_by_edges(_DEVICE_CACHE, edges, num_nodes, build, extra=(str(device),))
-
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
@@ -127,8 +104,10 @@ class H2GFormerLayer(nn.Module):
                    if tuple(et) in self.edge_types and et[0] in h and et[2] in h}
         if not present:
             return {t: x.new_zeros(x.size(0), self.dim) for t, x in h.items()}
-        ref = next(iter(h.values()))
-        index, seg = _attention_graph(present, {t: x.size(0) for t, x in h.items()}, ref.device)
+        # the index (cached while the same edge tensors come back) and its segments live on CPU;
+        # segment_attention uses their copy on the features' device, made once
+        index = index_for(present, {t: x.size(0) for t, x in h.items()})
+        seg, _ = destination_segments(index)
         q = stack({t: self.q_lin[t](x).view(-1, H, D) for t, x in h.items()}, index)
         k = stack({t: self.k_lin[t](x).view(-1, H, D) for t, x in h.items()}, index)
         v = stack({t: self.v_lin[t](x).view(-1, H, D) for t, x in h.items()}, index)
