@@ -28,7 +28,7 @@ from torch_geometric.nn import HANConv
 from hgnn.data.registry import load_dataset
 from hgnn.train.experiment import mean_std, run_experiment
 from hgnn.train.metrics import compute_metrics
-from hgnn.train.record import hardware, versions
+from hgnn.train.record import describe_hardware, hardware, versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METAPATHS = [[("movie", "to", "actor"), ("actor", "to", "movie")],
@@ -103,9 +103,8 @@ def main() -> None:
               "reference": {"R-HGNN paper (third-party extraction, unverified)": 64.17},
               "versions": versions(), "hardware": hardware()}
     (RESULTS / "magnn_han.json").write_text(json.dumps(record, indent=2))
-    hw = record["hardware"]
     lines = ["# MAGNN IMDB: PyG's HAN example beside hgnn's models (measured here)", "",
-             f"Machine: {hw['cpu']}, {hw['cpu_count']} cores, GPU: {hw['gpu'] or 'none'}. "
+             f"Machine: {describe_hardware(record['hardware'])}. "
              f"Seeds {args.seeds}; MAGNN's fixed split (400 / 400 / 3,478 movies); test metrics "
              "of the best-validation epoch, mean ± std over seeds, in %. Command: "
              "`python benchmarks/magnn_han.py`.", "",
