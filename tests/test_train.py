@@ -17,6 +17,7 @@ from hgnn.train.checkpoint import load_checkpoint
 from hgnn.train.experiment import run_experiment
 from hgnn.train.inference import evaluate_checkpoint, predict_checkpoint
 from hgnn.train.record import git_commit
+from hgnn.train.trainer import improves
 from tests.hgb_fixture import write_hgb
 
 SMALL = {"scale": 0.25}  # 1,500 target nodes: seconds per run
@@ -61,6 +62,34 @@ def test_early_stopping_picks_best_epoch(tmp_path):
     assert load_checkpoint(ckpt)["epoch"] == best
     again = evaluate_checkpoint(ckpt)
     assert again["test"] == pytest.approx(summary["per_seed"][0]["test"])
+
+
+def test_joint_monitor_saves_only_when_every_metric_improves(tmp_path):
+    train("rgcn", tmp_path, "train.epochs=25", "train.patience=0", "train.lr=0.05",
+          "train.monitor=micro_f1+loss")
+    result = json.loads((tmp_path / "rgcn" / "seed_0" / "result.json").read_text())
+    history = result["history"]
+    saved, best = [], (-1.0, float("inf"))  # R-HGNN's EarlyStopping, replayed from the history
+    for h in history:
+        if h["val_micro_f1"] > best[0] and h["val_loss"] < best[1]:
+            saved.append(h["epoch"])
+            best = (h["val_micro_f1"], h["val_loss"])
+    assert result["best_epoch"] == saved[-1]
+    # on this run the joint rule picks an epoch that neither metric alone would
+    by_f1 = max(history, key=lambda h: (h["val_micro_f1"], -h["epoch"]))["epoch"]
+    by_loss = min(history, key=lambda h: (h["val_loss"], h["epoch"]))["epoch"]
+    assert saved[-1] not in (by_f1, by_loss)
+    assert result["val"]["micro_f1"] == pytest.approx(best[0])
+
+
+def test_improves_compares_each_part_with_the_saved_epoch():
+    best: dict[str, float] = {}
+    assert improves({"micro_f1": 0.5, "macro_f1": 0.4}, 1.0, "micro_f1+macro_f1", best)
+    assert not improves({"micro_f1": 0.6, "macro_f1": 0.3}, 1.0, "micro_f1+macro_f1", best)
+    assert best == {"micro_f1": 0.5, "macro_f1": 0.4}  # a half-better epoch moves nothing
+    assert improves({"micro_f1": 0.55, "macro_f1": 0.45}, 1.0, "micro_f1+macro_f1", best)
+    assert not improves({"micro_f1": 0.9}, 0.7, "loss", {"loss": -0.5})
+    assert improves({"micro_f1": 0.9}, 0.3, "loss", {"loss": -0.5})
 
 
 def test_checkpoint_from_before_a_config_key_existed_still_evaluates(tmp_path):
@@ -293,6 +322,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["train", "--set", "train.nope=1"], "unknown config key 'train.nope'"),
     (["train", "--set", "train.epochs=abc"], "'train.epochs' must be int"),
     (["train", "--set", "train.monitor=f2"], "'train.monitor' must be one of"),
+    (["train", "--set", "train.monitor=micro_f1+mean_f1"], "'mean_f1' cannot be joined"),
     (["train", "--set", "lr"], "expected key=value"),
     (["train", "--data", "homophily"], "--data expects KEY=VALUE"),
     (["train", "--data", "mixing=sorted"], "mixing must be one of"),

@@ -32,7 +32,10 @@ TRAIN_DEFAULTS: dict = {
         # early stopping cannot end a run before this many epochs: a model that sits at the label
         # prior for a while (LATTE on HGB IMDB) is not taken for converged
         "min_epochs": 0,
-        "monitor": "micro_f1",   # accuracy | micro_f1 | macro_f1 | mean_f1 | loss
+        # accuracy | micro_f1 | macro_f1 | mean_f1 | loss, or several joined by "+": a checkpoint
+        # is then kept only when every one of them beats its own best (R-HGNN's EarlyStopping
+        # with accuracy and macro-F1)
+        "monitor": "micro_f1",
         "batch_size": 1024,      # sampled / precomputed regimes
         "eval_batch_size": 4096,
         "num_neighbors": [10, 10],
@@ -100,7 +103,12 @@ def _coerce(default, value, key: str, where: str):
         value = float(value)
     section, _, name = key.partition(".")
     choices = CHOICES.get((section, name))
-    if choices and value not in choices:
+    if key == "train.monitor" and "+" in value:
+        bad = [part for part in value.split("+") if part not in choices or part == "mean_f1"]
+        if bad:
+            raise HgnnError(f"{where}: '{key}': {bad[0]!r} cannot be joined; join two or more of "
+                            "'accuracy', 'micro_f1', 'macro_f1', 'loss' with '+'")
+    elif choices and value not in choices:
         raise HgnnError(f"{where}: '{key}' must be one of {', '.join(map(repr, choices))}, "
                         f"got {value!r}")
     return value

@@ -38,6 +38,18 @@ def monitor_score(metrics: dict[str, float], loss: float, monitor: str) -> float
     return metrics[monitor]
 
 
+def improves(metrics: dict[str, float], loss: float, monitor: str,
+             best: dict[str, float]) -> bool:
+    """Whether this epoch beats ``best`` on every ``+``-joined part of ``monitor`` (one part: the
+    usual comparison). On improvement ``best`` takes this epoch's scores; otherwise it is left
+    alone, so each part must beat the scores of the same saved epoch (R-HGNN's EarlyStopping)."""
+    scores = {part: monitor_score(metrics, loss, part) for part in monitor.split("+")}
+    if all(score > best.get(part, -math.inf) for part, score in scores.items()):
+        best.update(scores)
+        return True
+    return False
+
+
 @dataclass
 class SeedRun:
     """Everything that identifies one seed's run; stored in its checkpoints."""
@@ -137,7 +149,8 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
     meta = run.meta(model, data)
     last_path, best_path = run.out_dir / "last.pt", run.out_dir / "best.pt"
 
-    state = {"epoch": -1, "best_score": -math.inf, "best_epoch": -1, "bad_epochs": 0,
+    state = {"epoch": -1, "best_score": -math.inf, "best_scores": {}, "best_epoch": -1,
+             "bad_epochs": 0,
              "history": [], "train_s": 0.0, "eval_s": 0.0}
     if resume and last_path.is_file():
         ckpt = load_checkpoint(last_path)
@@ -176,13 +189,15 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         t2 = time.perf_counter()
         state["train_s"] += t1 - t0
         state["eval_s"] += t2 - t1
-        score = monitor_score(val, val_loss, cfg["monitor"])
+        score = sum(monitor_score(val, val_loss, part) for part in cfg["monitor"].split("+"))
         if cfg["scheduler"] == "plateau":
             scheduler.step(val_loss)
         state["history"].append({"epoch": epoch, "loss": loss, "val_loss": val_loss, **{
             f"val_{k}": v for k, v in val.items()}, "train_s": t1 - t0, "eval_s": t2 - t1})
         state["epoch"] = epoch
-        improved = score > state["best_score"]
+        # checkpoints written before "best_scores" existed hold one monitor's best_score
+        best = state.setdefault("best_scores", {cfg["monitor"]: state["best_score"]})
+        improved = improves(val, val_loss, cfg["monitor"], best)
         if improved:
             state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
         else:
