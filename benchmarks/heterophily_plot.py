@@ -14,6 +14,8 @@ import json
 import re
 from pathlib import Path
 
+from hgnn.bench.harness import machines
+
 RESULTS = Path(__file__).resolve().parent / "results"
 SUITES = {"heterophily": "uniform cross-class edges",
           "heterophily-structured": "structured (permutation) cross-class edges"}
@@ -47,6 +49,7 @@ def main() -> None:
               for name in SUITES if (args.results / f"{name}.json").is_file()}
     if not tables:
         raise SystemExit(f"no heterophily results under {args.results}; run hgnn bench first")
+    plotted = list(tables.values())  # every table drawn, for the machine line
     fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 4), squeeze=False)
     for ax, (name, table) in zip(axes[0], tables.items(), strict=True):
         lines = dict(series(table, table["metric"]))
@@ -54,6 +57,7 @@ def main() -> None:
             path = args.results / f"{extra}.json"
             if panel == name and path.is_file():
                 other = json.loads(path.read_text())
+                plotted.append(other)
                 lines.update({m + suffix: pts for m, pts in series(other, other["metric"]).items()})
         for model, pts in lines.items():
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
@@ -62,9 +66,10 @@ def main() -> None:
         ax.set_xlabel("edge homophily h")
         ax.set_ylabel(f"test {table['metric']} (%), mean ± std over seeds")
         ax.legend(fontsize=8)
-    machine = next(iter(tables.values()))["machine"]
-    fig.suptitle(f"synthetic generator; measured on {machine['cpu']}, {machine['cpu_count']} "
-                 f"cores, GPU: {machine['gpu'] or 'none'}", fontsize=8)
+    # the machines the plotted runs recorded (suites may come from different sessions)
+    ran_on = dict.fromkeys(m for t in plotted
+                           for m, r in zip(machines(t), t["rows"], strict=True) if "test" in r)
+    fig.suptitle(f"synthetic generator; measured on {'; '.join(ran_on)}", fontsize=8)
     fig.tight_layout()
     out = args.results / "heterophily_vs_h.png"
     fig.savefig(out, dpi=110)
