@@ -33,8 +33,8 @@ TRAIN_DEFAULTS: dict = {
         # prior for a while (LATTE on HGB IMDB) is not taken for converged
         "min_epochs": 0,
         # accuracy | micro_f1 | macro_f1 | mean_f1 | loss, or several joined by "+": a checkpoint
-        # is then kept only when every one of them beats its own best (R-HGNN's EarlyStopping
-        # with accuracy and macro-F1)
+        # is then kept only when every one of them beats its score at the last kept epoch
+        # (R-HGNN's EarlyStopping with accuracy and macro-F1)
         "monitor": "micro_f1",
         "batch_size": 1024,      # sampled / precomputed regimes
         "eval_batch_size": 4096,
