@@ -149,8 +149,7 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
     meta = run.meta(model, data)
     last_path, best_path = run.out_dir / "last.pt", run.out_dir / "best.pt"
 
-    state = {"epoch": -1, "best_score": -math.inf, "best_scores": {}, "best_epoch": -1,
-             "bad_epochs": 0,
+    state = {"epoch": -1, "best_scores": {}, "best_epoch": -1, "bad_epochs": 0,
              "history": [], "train_s": 0.0, "eval_s": 0.0}
     if resume and last_path.is_file():
         ckpt = load_checkpoint(last_path)
@@ -189,17 +188,17 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         t2 = time.perf_counter()
         state["train_s"] += t1 - t0
         state["eval_s"] += t2 - t1
-        score = sum(monitor_score(val, val_loss, part) for part in cfg["monitor"].split("+"))
         if cfg["scheduler"] == "plateau":
             scheduler.step(val_loss)
         state["history"].append({"epoch": epoch, "loss": loss, "val_loss": val_loss, **{
             f"val_{k}": v for k, v in val.items()}, "train_s": t1 - t0, "eval_s": t2 - t1})
         state["epoch"] = epoch
-        # checkpoints written before "best_scores" existed hold one monitor's best_score
-        best = state.setdefault("best_scores", {cfg["monitor"]: state["best_score"]})
+        if "best_scores" not in state:  # a checkpoint from before it held one best_score
+            state["best_scores"] = {cfg["monitor"]: state.pop("best_score")}
+        best = state["best_scores"]
         improved = improves(val, val_loss, cfg["monitor"], best)
         if improved:
-            state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+            state.update(best_epoch=epoch, bad_epochs=0)
         else:
             state["bad_epochs"] += 1
         stopped = (cfg["patience"] > 0 and state["bad_epochs"] >= cfg["patience"]
@@ -216,7 +215,9 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
                              "state": state, "rng_state": rng_states[0],
                              "rng_states": rng_states, "world_size": ctx.world_size}, last_path)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", **{f"val_{cfg['monitor']}": f"{score:.4f}"})
+        bar.set_postfix(loss=f"{loss:.4f}", **{
+            f"val_{part}": f"{monitor_score(val, val_loss, part):.4f}"
+            for part in cfg["monitor"].split("+")})
     bar.close()
     ctx.barrier()  # rank 0's last writes are visible to every rank from here
 
