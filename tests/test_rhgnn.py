@@ -100,6 +100,15 @@ def dense_layer(conv: RHGNNConv, state: dict, edge_index_dict: dict, rel_emb: to
                 heads.append(sum(w[n] * conv_out[g][i, sl] for n, g in enumerate(group)))
             rows.append(torch.cat(heads))
         new[et] = torch.stack(rows)
+    if conv.norm is not None:  # LayerNorm per destination type, row by row
+        for et, h in new.items():
+            ln = conv.norm[et[2]]
+            rows = []
+            for row in h:
+                mu = row.sum() / row.numel()
+                var = ((row - mu) ** 2).sum() / row.numel()
+                rows.append((row - mu) / torch.sqrt(var + ln.eps) * ln.weight + ln.bias)
+            new[et] = torch.stack(rows)
     rel = torch.stack([rel_emb[r] @ conv.rel_weight[r] + conv.rel_bias[r]
                        for r in range(len(conv.edge_types))])
     return new, rel
@@ -142,11 +151,17 @@ def assert_layer_matches_dense(conv, data, edge_index_dict):
 
 # --- the layer ----------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("norm", [False, True])
 @pytest.mark.parametrize("backend", ["reference", "cpu"])
-def test_layer_matches_dense_loops(backend, monkeypatch):
+def test_layer_matches_dense_loops(backend, norm, monkeypatch):
     monkeypatch.setenv("HGNN_OPS_BACKEND", backend)
     data = tiny_graph()
-    conv = make_conv(data).eval()
+    conv = make_conv(data, norm=norm).eval()
+    if norm:  # away from LayerNorm's identity affine, so a missing or misplaced norm would show
+        with torch.no_grad():
+            for ln in conv.norm.values():
+                ln.weight.uniform_(0.5, 1.5)
+                ln.bias.uniform_(-0.5, 0.5)
     got = assert_layer_matches_dense(conv, data, data.edge_index_dict)
     assert "z" not in {et[2] for et in got}  # a type with no incoming relation gets no state
 

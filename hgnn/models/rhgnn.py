@@ -30,7 +30,10 @@ class RHGNN(HeteroModel):
     initial relation-aware state; ``layers`` :class:`RHGNNConv` layers carrying the learnable
     relation embeddings (``relation_input`` wide at first, ``H * relation_hidden`` after each
     layer); :class:`RelationFusing` over the relations into the target type (dropout included); one
-    linear classifier.
+    linear classifier. ``norm`` adds :class:`RHGNNConv`'s per-type LayerNorm to every layer: the
+    official node-classification script leaves ``R_HGNN``'s ``norm`` at its default, which is on;
+    it is off by default here so that checkpoints written before the option existed still load,
+    and the configs that follow the official script turn it on.
 
     Every relation needs a reverse (``graph.add_reverse``); :meth:`build` finds them by name or by
     content on the full graph, so the map holds in sampled batches. A target type without incoming
@@ -47,7 +50,8 @@ class RHGNN(HeteroModel):
     def __init__(self, in_channels: dict[str, int], metadata, target: str, hidden: int,
                  out_channels: int, layers: int = 2, heads: int = 8, relation_hidden: int = 8,
                  relation_input: int = 8, dropout: float = 0.5, negative_slope: float = 0.2,
-                 residual: bool = True, reverse: dict[EdgeType, EdgeType] | None = None) -> None:
+                 residual: bool = True, reverse: dict[EdgeType, EdgeType] | None = None,
+                 norm: bool = False) -> None:
         super().__init__()
         if layers < 1:
             raise ValueError(f"R-HGNN needs at least one layer, got {layers}")
@@ -60,7 +64,7 @@ class RHGNN(HeteroModel):
         self.convs = nn.ModuleList([
             RHGNNConv(heads * hidden, hidden, (node_types, edge_types), heads,
                       relation_input if i == 0 else heads * relation_hidden, relation_hidden,
-                      dropout, negative_slope, residual, rev)
+                      dropout, negative_slope, residual, rev, norm)
             for i in range(layers)
         ])
         self.fused = [et for et in edge_types if et[2] == target]
@@ -95,7 +99,7 @@ class RHGNN(HeteroModel):
     @classmethod
     def default_config(cls) -> dict:
         return {"hidden": 64, "heads": 8, "layers": 2, "relation_hidden": 8, "relation_input": 8,
-                "dropout": 0.5, "negative_slope": 0.2, "residual": True}
+                "dropout": 0.5, "negative_slope": 0.2, "residual": True, "norm": False}
 
     @classmethod
     def build(cls, data: HeteroData, task: TaskSpec, config: dict) -> RHGNN:
@@ -104,7 +108,7 @@ class RHGNN(HeteroModel):
         return cls(input_channels(data.x_dict), data.metadata(), task.target, config["hidden"],
                    task.num_classes, config["layers"], config["heads"], config["relation_hidden"],
                    config["relation_input"], config["dropout"], config["negative_slope"],
-                   config["residual"], reverse)
+                   config["residual"], reverse, config["norm"])
 
     def encode(self, x_dict: dict[str, Tensor], edge_index_dict: dict) -> tuple[Tensor, Tensor | None]:
         """The target's fused representation ``[N_target, H * D]`` and its fusing weights

@@ -113,6 +113,9 @@ class RHGNNConv(nn.Module):
             \beta^k_{r' \to r} \tilde h^k_{r'}\Big) \\
         e'_r &= \mathrm{Linear}_r(e_r)
 
+    and, with ``norm``, :math:`h'_r \leftarrow \mathrm{LayerNorm}_{\tau(d)}(h'_r)` (one LayerNorm per
+    destination type, shared by the relations into it).
+
     :math:`W_\tau` ``[F_in, H D]`` are per node type and shared by all relations; there are no
     self-loops. When only one relation reaches ``d``, :math:`h'_r = \tilde h_r` (no crossing, no
     dropout), as in the official code. The attention and aggregation are one
@@ -139,6 +142,8 @@ class RHGNNConv(nn.Module):
         dropout: input dropout of the convolution and dropout after the crossing.
         negative_slope: LeakyReLU slope of both attentions.
         residual: add the gated per-type residual.
+        norm: a LayerNorm per destination type on every output state, after the crossing (the
+            official ``norm``, on by default in ``R_HGNN``; see the model).
         reverse: ``{relation: its reverse}`` for relations whose reverse is not named
             ``rev_<rel>`` (see :func:`reverse_map`); every relation needs one.
 
@@ -153,7 +158,7 @@ class RHGNNConv(nn.Module):
                  metadata: tuple[list[str], list[EdgeType]], heads: int = 8,
                  relation_in_channels: int = 8, relation_channels: int = 8, dropout: float = 0.0,
                  negative_slope: float = 0.2, residual: bool = True,
-                 reverse: Mapping[EdgeType, EdgeType] | None = None) -> None:
+                 reverse: Mapping[EdgeType, EdgeType] | None = None, norm: bool = False) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
         self.relation_in_channels, self.relation_channels = relation_in_channels, relation_channels
@@ -172,6 +177,7 @@ class RHGNNConv(nn.Module):
         if residual:
             self.res_lin = nn.ModuleDict({t: nn.Linear(in_channels, HD) for t in self.node_types})
             self.res_weight = nn.Parameter(torch.empty(len(self.node_types)))
+        self.norm = nn.ModuleDict({t: nn.LayerNorm(HD) for t in self.node_types}) if norm else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -189,6 +195,9 @@ class RHGNNConv(nn.Module):
                 lin.reset_parameters()
                 nn.init.xavier_normal_(lin.weight, gain=_GAIN)
             nn.init.normal_(self.res_weight)
+        if self.norm is not None:
+            for ln in self.norm.values():
+                ln.reset_parameters()
 
     @staticmethod
     def initial_state(x_dict: Mapping[str, Tensor],
@@ -278,6 +287,8 @@ class RHGNNConv(nn.Module):
                 scores = F.leaky_relu((stack * q).sum(-1), self.negative_slope)           # [k, N, H]
                 mixed = (stack * torch.softmax(scores, dim=0).unsqueeze(-1)).sum(0)
                 new_state[et] = F.dropout(mixed, self.dropout, self.training).reshape(-1, H * D)
+        if self.norm is not None:
+            new_state = {et: self.norm[et[2]](h) for et, h in new_state.items()}
         rel = torch.einsum("ri,rio->ro", relation_embedding, self.rel_weight) + self.rel_bias
         return new_state, rel
 
