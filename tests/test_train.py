@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hgnn.errors import HgnnError
-from hgnn.train.checkpoint import load_checkpoint
+from hgnn.train.checkpoint import load_checkpoint, save_checkpoint
 from hgnn.train.experiment import run_experiment
 from hgnn.train.inference import evaluate_checkpoint, predict_checkpoint
 from hgnn.train.record import git_commit
@@ -278,7 +278,8 @@ def cli(*args: str, env_extra: dict | None = None, **kw) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=env, **kw)
 
 
-def test_kill_and_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("old_format", [False, True])
+def test_kill_and_resume_equals_uninterrupted(tmp_path, old_format):
     args = ["train", "--model", "rgcn", "--epochs", "40", "--quiet", "--set", "train.patience=0"]
     ref = cli(*args, "--out", str(tmp_path / "ref"))
     ref.communicate(timeout=300)
@@ -301,6 +302,11 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     run.communicate(timeout=60)
     assert killed_at is not None and killed_at < 39, "the run was not killed mid-training"
     assert not (tmp_path / "run" / "summary.json").exists()
+    if old_format:  # as written before joined monitors: one best_score instead of best_scores
+        ckpt = load_checkpoint(last)
+        (score,) = ckpt["state"].pop("best_scores").values()
+        ckpt["state"]["best_score"] = score
+        save_checkpoint(ckpt, last)
     resumed = cli(*args, "--out", str(tmp_path / "run"), "--resume")
     resumed.communicate(timeout=300)
     assert resumed.returncode == 0

@@ -162,6 +162,8 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         if scheduler is not None and ckpt.get("scheduler_state"):
             scheduler.load_state_dict(ckpt["scheduler_state"])
         state = ckpt["state"]
+        if "best_scores" not in state:  # a checkpoint from before joined monitors held one score
+            state["best_scores"] = {cfg["monitor"]: state.pop("best_score")}
         rng = ckpt.get("rng_states") or [ckpt["rng_state"]]
         if len(rng) != ctx.world_size:
             raise HgnnError(f"{last_path}: cannot resume: written by {len(rng)} process(es), "
@@ -193,10 +195,7 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         state["history"].append({"epoch": epoch, "loss": loss, "val_loss": val_loss, **{
             f"val_{k}": v for k, v in val.items()}, "train_s": t1 - t0, "eval_s": t2 - t1})
         state["epoch"] = epoch
-        if "best_scores" not in state:  # a checkpoint from before it held one best_score
-            state["best_scores"] = {cfg["monitor"]: state.pop("best_score")}
-        best = state["best_scores"]
-        improved = improves(val, val_loss, cfg["monitor"], best)
+        improved = improves(val, val_loss, cfg["monitor"], state["best_scores"])
         if improved:
             state.update(best_epoch=epoch, bad_epochs=0)
         else:
