@@ -1,7 +1,9 @@
 """The neighbour sampler against direct checks on small graphs."""
 from __future__ import annotations
 
+import pytest
 import torch
+from torch_geometric.data import HeteroData
 
 from hgnn.data.sampler import NeighborLoader, NeighborSampler, _sample_segments
 from tests.test_relation_index import random_graph
@@ -67,3 +69,78 @@ def test_loader_is_deterministic_and_covers_seeds():
         generator=torch.Generator().manual_seed(5))]
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert sorted(torch.cat(a).tolist()) == list(range(7))
+
+
+def two_relation_star(num_b: int = 9) -> HeteroData:
+    """Target node 0 of type t with one in-edge from relation a and ``num_b`` from relation b."""
+    data = HeteroData()
+    data["t"].num_nodes, data["s"].num_nodes = 1, 1 + num_b
+    data["s", "a", "t"].edge_index = torch.tensor([[0], [0]])
+    data["s", "b", "t"].edge_index = torch.stack([torch.arange(1, 1 + num_b),
+                                                  torch.zeros(num_b, dtype=torch.long)])
+    return data
+
+
+def test_joint_sampling_draws_k_over_all_relations_together():
+    data = two_relation_star()
+    joint, per_relation = NeighborSampler(data, [1], joint=True), NeighborSampler(data, [1])
+    gen = torch.Generator().manual_seed(0)
+    from_a = 0
+    for _ in range(2000):
+        batch = joint.sample("t", torch.tensor([0]), gen)
+        n_a, n_b = batch["s", "a", "t"].num_edges, batch["s", "b", "t"].num_edges
+        assert n_a + n_b == 1
+        from_a += n_a
+    assert abs(from_a / 2000 - 0.1) < 0.03  # 1 of the node's 10 in-edges
+    batch = per_relation.sample("t", torch.tensor([0]), gen)
+    assert batch["s", "a", "t"].num_edges == 1 and batch["s", "b", "t"].num_edges == 1
+
+
+def test_joint_sampling_redraws_earlier_nodes_at_every_hop():
+    data = two_relation_star()
+    joint = NeighborSampler(data, [1, 1], joint=True)
+    gen = torch.Generator().manual_seed(0)
+    sizes = set()
+    for _ in range(200):
+        batch = joint.sample("t", torch.tensor([0]), gen)
+        edges = [(int(s), int(d)) for et in batch.edge_types
+                 for s, d in batch[et].edge_index.t()]
+        assert len(edges) == len(set(edges))  # a repeated draw is merged, not duplicated
+        sizes.add(len(edges))
+    assert sizes == {1, 2}  # the seed's second draw is a new neighbour or the first one again
+    batch = NeighborSampler(data, [1, 1]).sample("t", torch.tensor([0]), gen)
+    assert batch["s", "b", "t"].num_edges == 1  # per relation: only hop 1 samples into the seed
+
+
+def global_pairs(batch, et) -> set:
+    ei = batch[et].edge_index
+    return set(zip(batch[et[0]].n_id[ei[0]].tolist(), batch[et[2]].n_id[ei[1]].tolist(),
+                   strict=True))
+
+
+def test_joint_sampling_with_every_neighbour_matches_per_relation():
+    data = random_graph(1)
+    seeds = torch.tensor([0, 3, 5])
+    joint = NeighborSampler(data, [-1, -1], joint=True).sample("a", seeds)
+    per_relation = NeighborSampler(data, [-1, -1]).sample("a", seeds)
+    for t in data.node_types:
+        assert set(joint[t].n_id.tolist()) == set(per_relation[t].n_id.tolist())
+    for et in data.edge_types:
+        assert global_pairs(joint, et) == global_pairs(per_relation, et)
+    with pytest.raises(ValueError, match="joint"):
+        NeighborSampler(data, {et: [1] for et in data.edge_types}, joint=True)
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_blocked_nodes_stay_out_of_the_batch(joint):
+    data = random_graph(3)
+    blocked = torch.zeros(data["a"].num_nodes, dtype=torch.bool)
+    blocked[[1, 2, 4]] = True
+    seeds = torch.tensor([0, 2])  # a blocked seed is still scored
+    sampler = NeighborSampler(data, [-1, -1], joint=joint, blocked=blocked)
+    batch = sampler.sample("a", seeds)
+    kept = batch["a"].n_id
+    assert torch.equal(kept[:2], seeds)
+    assert not blocked[kept[2:]].any()
+    full = NeighborSampler(data, [-1, -1], joint=joint).sample("a", seeds)
+    assert blocked[full["a"].n_id[2:]].any()  # the graph does reach them

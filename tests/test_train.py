@@ -515,3 +515,47 @@ def test_predict_explain_tables(tmp_path, model, capsys):
     assert target in weights and weights[target]
     assert all(0.0 <= w <= 1.0 for w in weights[target].values())
     assert target in capsys.readouterr().out
+
+
+def test_inductive_batches_hold_no_later_split_nodes():
+    from hgnn.models.registry import get_model_class
+    from hgnn.train.config import TRAIN_DEFAULTS
+    from hgnn.train.regimes import make_regime
+
+    data, task = prepared_synthetic()
+    cls = get_model_class("rgcn")
+    model = cls.build(data, task, {**cls.default_config(), "hidden": 8})
+    cpu = torch.device("cpu")
+    for sampler in ("neighbor", "neighbor_joint"):
+        cfg = {**TRAIN_DEFAULTS["train"], "num_neighbors": [-1, -1], "batch_size": 64,
+               "inductive": True, "sampler": sampler}
+        regime = make_regime("sampled", data, task, cfg, cpu, model)
+        split = regime.split_ids
+        seen = {}
+        for phase, ids in (("train", split["train"]), ("val", split["val"]),
+                           ("test", split["test"])):
+            regime.phase = phase
+            loader = regime._loader(ids, False, 64, None, evaluation=phase != "train")
+            seen[phase] = torch.cat([b[task.target].n_id for b in loader])
+        assert not torch.isin(seen["train"], torch.cat([split["val"], split["test"]])).any()
+        assert not torch.isin(seen["val"], split["test"]).any()
+        assert torch.isin(seen["val"], split["train"]).any()
+        assert torch.isin(seen["test"], split["val"]).any()  # test batches are not restricted
+    with pytest.raises(HgnnError, match="inductive needs a neighbour sampler"):
+        make_regime("sampled", data, task, {**cfg, "sampler": "budget"}, cpu, model)
+    with pytest.raises(HgnnError, match="inductive.*regime=sampled"):
+        make_regime("full", data, task, cfg, cpu, model)
+
+
+def test_shuffled_eval_order_scores_the_same_nodes():
+    model, sampled, full = _regimes("rgcn", eval_order="shuffled")
+    _, _, in_order = _regimes("rgcn")
+    ids = full.eval_ids("val")
+    assert not torch.equal(ids, in_order.eval_ids("val"))
+    assert torch.equal(ids.sort().values, in_order.eval_ids("val"))
+    assert torch.equal(ids, full.eval_ids("val"))  # fixed for the run: epochs compare
+    got = full.logits(model, ("val",))["val"]
+    want = in_order.logits(model, ("val",))["val"]
+    pos = torch.searchsorted(in_order.eval_ids("val"), ids)
+    torch.testing.assert_close(got, want[pos])
+    assert torch.equal(full.scored_labels("val"), in_order.labels[ids])

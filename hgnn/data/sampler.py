@@ -7,8 +7,13 @@ wheels for current torch releases; this loader produces the same kind of batch w
 
 Per hop and relation, each frontier node of the relation's destination type keeps ``k`` of its
 in-neighbours, drawn uniformly without replacement (all of them when it has ``k`` or fewer;
-``k = -1`` keeps all). Sampling is seeded by a ``torch.Generator``: the same seed gives the same
-batches.
+``k = -1`` keeps all). With ``joint``, each hop instead draws ``k`` in-neighbours per node over all
+relations together, for every node reached so far (seeds included), and the hops' edges are
+merged without duplicates: PyG 1.x's ``NeighborSampler`` (``sample_adj``) on the graph with its
+types merged, which LATTE's official loader runs. ``blocked`` (a mask over the seed type's nodes)
+drops those nodes from the batch with their edges after the draw, as LATTE's inductive loader does
+with the validation and test nodes of a training batch. Sampling is seeded by a
+``torch.Generator``: the same seed gives the same batches.
 """
 from __future__ import annotations
 
@@ -61,11 +66,18 @@ class NeighborSampler:
         data: the full graph.
         num_neighbors: fan-out per hop, the same for every relation (``[10, 10]``), or a dict
             ``{edge_type: [k_hop1, k_hop2, ...]}``.
+        joint: draw each node's ``k`` over all its relations together (a list fan-out only).
+        blocked: bool mask over the seed type's nodes that a batch must not contain (seeds aside).
     """
 
-    def __init__(self, data: HeteroData, num_neighbors: list[int] | dict[EdgeType, list[int]]):
+    def __init__(self, data: HeteroData, num_neighbors: list[int] | dict[EdgeType, list[int]],
+                 joint: bool = False, blocked: torch.Tensor | None = None):
         self.data = data
         self.index: RelationIndex = relation_index(data)
+        self.joint, self.blocked = joint, blocked
+        if joint and isinstance(num_neighbors, dict):
+            raise ValueError("joint sampling takes one fan-out per hop for all relations, not a "
+                             "dict per relation")
         if isinstance(num_neighbors, dict):
             hops = {len(v) for v in num_neighbors.values()}
             if len(hops) != 1:
@@ -92,16 +104,13 @@ class NeighborSampler:
             et: [] for et in ri.edge_types}
         for hop in range(self.num_hops):
             arrivals: dict[str, list[torch.Tensor]] = {t: [] for t in ri.node_types}
-            for r, et in enumerate(ri.edge_types):
-                k = self.fanout.get(et, [0] * self.num_hops)[hop]
-                dst_nodes = frontier[et[2]]
-                if k == 0 or dst_nodes.numel() == 0:
-                    continue
-                seg = ri.seg_offset[r] + dst_nodes
-                lo = ri.col_ptr[seg]
-                pos, owner = _sample_segments(lo, ri.col_ptr[seg + 1] - lo, k, gen)
-                src = ri.src[pos]
-                edges[et].append((src, dst_nodes[owner]))
+            draws = self._draw_joint(known, hop, gen) if self.joint \
+                else self._draw_per_relation(frontier, hop, gen)
+            for et, src, dst in draws:
+                if self.blocked is not None and et[0] == input_type:
+                    keep = ~self.blocked[src] | torch.isin(src, seeds)
+                    src, dst = src[keep], dst[keep]
+                edges[et].append((src, dst))
                 arrivals[et[0]].append(src)
             for t in ri.node_types:
                 cand = _unique_in_order(torch.cat(arrivals[t])) if arrivals[t] else empty
@@ -110,6 +119,41 @@ class NeighborSampler:
                 frontier[t] = fresh
         return self._build(input_type, seeds.numel(), known, edges)
 
+    def _draw_per_relation(self, frontier: dict[str, torch.Tensor], hop: int,
+                           gen: torch.Generator):
+        """(relation, src, dst) of the hop's draws: ``k`` per frontier node and relation."""
+        ri = self.index
+        for r, et in enumerate(ri.edge_types):
+            k = self.fanout.get(et, [0] * self.num_hops)[hop]
+            dst_nodes = frontier[et[2]]
+            if k == 0 or dst_nodes.numel() == 0:
+                continue
+            seg = ri.seg_offset[r] + dst_nodes
+            lo = ri.col_ptr[seg]
+            pos, owner = _sample_segments(lo, ri.col_ptr[seg + 1] - lo, k, gen)
+            yield et, ri.src[pos], dst_nodes[owner]
+
+    def _draw_joint(self, known: dict[str, torch.Tensor], hop: int, gen: torch.Generator):
+        """(relation, src, dst) of the hop's draws: ``k`` per node reached so far, drawn from its
+        in-edges of every relation as one list (relation by relation, in index order)."""
+        ri = self.index
+        k = self.fanout[ri.edge_types[0]][hop] if ri.edge_types else 0
+        for t in ri.node_types:
+            rels = [r for r, et in enumerate(ri.edge_types) if et[2] == t]
+            nodes = known[t]
+            if k == 0 or not rels or nodes.numel() == 0:
+                continue
+            seg = torch.stack([ri.seg_offset[r] + nodes for r in rels], 1)  # [nodes, relations]
+            lo = ri.col_ptr[seg]
+            deg = ri.col_ptr[seg + 1] - lo
+            end = deg.cumsum(1)
+            offset, owner = _sample_segments(torch.zeros_like(end[:, -1]), end[:, -1], k, gen)
+            which = torch.searchsorted(end[owner], offset.unsqueeze(1), right=True).view(-1)
+            pos = lo[owner, which] + offset - (end - deg)[owner, which]
+            for j, r in enumerate(rels):
+                hit = which == j
+                yield ri.edge_types[r], ri.src[pos[hit]], nodes[owner[hit]]
+
     def _build(self, input_type: str, batch_size: int, known: dict[str, torch.Tensor],
                edges: dict[EdgeType, list]) -> HeteroData:
         out = subgraph_nodes(self.data, known, input_type, batch_size)
@@ -117,6 +161,10 @@ class NeighborSampler:
             if parts:
                 src = torch.cat([p[0] for p in parts])
                 dst = torch.cat([p[1] for p in parts])
+                if self.joint:  # a later hop redraws the earlier hops' nodes: merge repeats
+                    n = self.data[et[2]].num_nodes
+                    pair = _unique_in_order(src * n + dst)
+                    src, dst = pair // n, pair % n
             else:
                 src = dst = torch.zeros(0, dtype=torch.long)
             out[et].edge_index = torch.stack([_positions(known[et[0]], src),
@@ -197,6 +245,7 @@ class NeighborLoader(SeedLoader):
 
     def __init__(self, data: HeteroData, num_neighbors, input_nodes: tuple[str, torch.Tensor],
                  batch_size: int = 1024, shuffle: bool = False,
-                 generator: torch.Generator | None = None) -> None:
-        super().__init__(NeighborSampler(data, num_neighbors), input_nodes, batch_size, shuffle,
-                         generator)
+                 generator: torch.Generator | None = None, joint: bool = False,
+                 blocked: torch.Tensor | None = None) -> None:
+        super().__init__(NeighborSampler(data, num_neighbors, joint, blocked), input_nodes,
+                         batch_size, shuffle, generator)

@@ -42,7 +42,13 @@ TRAIN_DEFAULTS: dict = {
         # neighbour sampler at evaluation: [] = num_neighbors; -1 per hop keeps every neighbour
         # (R-HGNN's official final scores come from full-neighbour inference)
         "eval_num_neighbors": [],
-        "sampler": "neighbor",    # sampled regime: neighbor (num_neighbors) | budget (HGT's, budget)
+        # sampled regime: neighbor (num_neighbors per relation) | neighbor_joint (num_neighbors
+        # per node over all relations together, every node so far redrawn each hop: LATTE's
+        # official sampler, PyG 1.x NeighborSampler on the merged graph) | budget (HGT's, budget)
+        "sampler": "neighbor",
+        # neighbour samplers: training batches leave out validation and test target nodes,
+        # validation batches test nodes (LATTE's official loader, whose --inductive is always on)
+        "inductive": False,
         "budget": [512, 512, 512],  # budget sampler: nodes per node type per iteration
         "iters_per_epoch": 0,     # > 0: an epoch is this many batches of a shuffled pass
         "accumulate": 1,          # batches whose gradients add up (loss / N) before each step
@@ -52,6 +58,10 @@ TRAIN_DEFAULTS: dict = {
         # > 0: every evaluation scores eval_subset x eval_batch_size random nodes of the split
         # (H2GB's protocol), redrawn per epoch; 0 = the whole split
         "eval_subset": 0,
+        # order of the seeds in evaluation batches: sorted (by node id) | shuffled (a fixed random
+        # order per run seed and split, H2GB's shuffled loaders). It matters for the budget
+        # sampler, whose batch shares one budget: sorted ids put same-class seeds together on HGB
+        "eval_order": "sorted",
         "grad_clip": 0.0,
     },
     "graph": {
@@ -70,8 +80,9 @@ CHOICES = {
     ("train", "regime"): ("", "full", "sampled", "precomputed"),
     ("train", "optimizer"): ("adam", "adamw"),
     ("train", "scheduler"): ("none", "onecycle", "cosine", "plateau", "cosine_warmup"),
-    ("train", "sampler"): ("neighbor", "budget"),
+    ("train", "sampler"): ("neighbor", "neighbor_joint", "budget"),
     ("train", "loss_nodes"): ("seeds", "sampled"),
+    ("train", "eval_order"): ("sorted", "shuffled"),
     ("train", "monitor"): ("accuracy", "micro_f1", "macro_f1", "mean_f1", "loss"),
     ("graph", "features"): ("all", "target", "none"),
     ("graph", "add_reverse"): ("missing", "all", "none"),

@@ -51,6 +51,9 @@ class Regime:
         self.seed, self.epoch = 0, 0  # the trainer sets them; they fix each epoch's rank shards
         self.phase = "train"  # what the next forwards are for: "train", or the split being scored
         self.scored_ids: dict[str, Tensor] = {}  # per split, the nodes the last logits() scored
+        if self.cfg.get("inductive", False) and not isinstance(self, Sampled):
+            raise HgnnError("train.inductive leaves nodes out of sampled batches: it needs "
+                            "train.regime=sampled")
 
     @property
     def batch_size(self) -> int:
@@ -114,14 +117,22 @@ class Regime:
         """The nodes of ``split`` to score: all of them, or with ``subset`` and
         ``train.eval_subset`` = B > 0, B x ``eval_batch_size`` of them drawn at random (H2GB's
         evaluation protocol: ``val.iter_per_epoch`` batches of a shuffled loader). The draw is
-        seeded by run seed, epoch and split, so every rank and a resumed run draw the same."""
+        seeded by run seed, epoch and split, so every rank and a resumed run draw the same.
+        ``train.eval_order`` = shuffled scores them in a random order fixed per run seed and split
+        (H2GB reshuffles at every evaluation; a fixed order, like the fixed sampling generator of
+        :meth:`_eval_batches`, keeps one epoch's score comparable with the next)."""
         ids = self.split_ids[split]
+        split_index = ("train", "val", "test").index(split)
+        shuffled = self.cfg.get("eval_order", "sorted") == "shuffled"
         n = int(self.cfg.get("eval_subset", 0)) * int(self.cfg["eval_batch_size"])
-        if not subset or n <= 0 or n >= ids.numel():
-            return ids
-        key = self.seed * 1_000_003 + self.epoch * 8 + ("train", "val", "test").index(split)
-        gen = torch.Generator().manual_seed(key)
-        return ids[torch.randperm(ids.numel(), generator=gen)[:n].sort().values]
+        if subset and 0 < n < ids.numel():
+            key = self.seed * 1_000_003 + self.epoch * 8 + split_index
+            pick = torch.randperm(ids.numel(), generator=torch.Generator().manual_seed(key))[:n]
+            return ids[pick if shuffled else pick.sort().values]
+        if shuffled:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + 4 + split_index)
+            return ids[torch.randperm(ids.numel(), generator=gen)]
+        return ids
 
     def scored_labels(self, split: str) -> Tensor:
         """Labels of the nodes the last :meth:`logits` call scored for ``split``, in its order."""
@@ -214,6 +225,9 @@ class Sampled(Regime):
     def __init__(self, *args) -> None:
         super().__init__(*args)
         hops, at_eval = self.cfg["num_neighbors"], self.cfg.get("eval_num_neighbors") or []
+        if self.cfg.get("inductive", False) and self.cfg.get("sampler", "neighbor") == "budget":
+            raise HgnnError("train.inductive needs a neighbour sampler (train.sampler neighbor or "
+                            "neighbor_joint), not budget")
         if at_eval and len(at_eval) != len(hops):
             raise HgnnError(f"train.eval_num_neighbors {at_eval} needs one entry per hop of "
                             f"train.num_neighbors {hops}")
@@ -222,16 +236,31 @@ class Sampled(Regime):
                 generator: torch.Generator | None,
                 evaluation: bool = False) -> NeighborLoader | BudgetLoader:
         """``train.sampler``: ``neighbor`` (``num_neighbors`` per relation and hop, or
-        ``eval_num_neighbors`` when evaluating and set) or ``budget`` (HGT's budget sampling,
-        ``train.budget`` nodes per type and iteration)."""
-        if self.cfg.get("sampler", "neighbor") == "budget":
+        ``eval_num_neighbors`` when evaluating and set), ``neighbor_joint`` (the same fan-outs
+        per node over all relations together, LATTE's sampler) or ``budget`` (HGT's budget
+        sampling, ``train.budget`` nodes per type and iteration)."""
+        sampler = self.cfg.get("sampler", "neighbor")
+        if sampler == "budget":
             return BudgetLoader(self.data, self.cfg["budget"], (self.task.target, ids),
                                 batch_size=batch_size, shuffle=shuffle, generator=generator)
         fanout = self.cfg["num_neighbors"]
         if evaluation and self.cfg.get("eval_num_neighbors"):
             fanout = self.cfg["eval_num_neighbors"]
         return NeighborLoader(self.data, fanout, (self.task.target, ids),
-                              batch_size=batch_size, shuffle=shuffle, generator=generator)
+                              batch_size=batch_size, shuffle=shuffle, generator=generator,
+                              joint=sampler == "neighbor_joint",
+                              blocked=self._blocked(self.phase if evaluation else "train"))
+
+    def _blocked(self, phase: str) -> Tensor | None:
+        """With ``train.inductive``, the target nodes a batch of ``phase`` must not contain:
+        validation and test nodes in training, test nodes in validation (LATTE's loader)."""
+        if not self.cfg.get("inductive", False) or phase == "test":
+            return None
+        mask = torch.zeros(self.data[self.task.target].num_nodes, dtype=torch.bool)
+        mask[self.split_ids["test"]] = True
+        if phase == "train":
+            mask[self.split_ids["val"]] = True
+        return mask
 
     def _forward(self, model: HeteroModel, batch: HeteroData, seeds_only: bool = True) -> Tensor:
         x_dict = {t: x.to(self.device) for t, x in batch.x_dict.items()}
