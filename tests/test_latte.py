@@ -427,3 +427,12 @@ def test_norm_options(norm):
     assert all(p.grad is not None for p in conv.norm.parameters())
     with pytest.raises(ValueError, match="norm"):
         LATTEConv(5, 4, list(SIZES), [BX], norm="group")
+
+
+def test_classifier_weight_is_glorot_initialised():
+    # models.py DenseClassification.reset_parameters: glorot, not nn.Linear's kaiming-uniform
+    model = LATTEModel.build(tiny_data(), TaskSpec("a", 3), LATTEModel.default_config())
+    weight = model.classifier[1].weight
+    fan_out, fan_in = weight.shape
+    assert weight.abs().max() <= (6 / (fan_in + fan_out)) ** 0.5
+    assert weight.abs().max() > 1.5 / fan_in ** 0.5  # beyond nn.Linear's bound 1 / sqrt(fan_in)

@@ -59,6 +59,8 @@ class LATTE(HeteroModel):
                 nn.init.xavier_normal_(m.weight, gain=relu)
         self.encoder.reset_parameters()
         self.classifier[1].reset_parameters()
+        # models.py DenseClassification.reset_parameters: glorot on the weight, default bias
+        nn.init.xavier_uniform_(self.classifier[1].weight)
 
     @classmethod
     def default_config(cls) -> dict:

@@ -466,9 +466,11 @@ class LATTE(nn.Module):
     previous layer's output as both its left and right input, as the official code does.
 
     :meth:`proximity_loss` (LATTE-2proximity) weights the positive edges of an order-t
-    meta-relation by its :func:`join_adjacency` values (order 1: weight 1). One revision of the
-    official ``conv.py`` swaps these weights for the layer's own attention just before the loss;
-    this follows the edge values, as the other revisions do.
+    meta-relation by its :func:`join_adjacency` values (order 1: weight 1). The official
+    ``conv.py`` (both stored revisions, 60e7b1f5 and 2e286669) swaps these weights for the
+    layer's own attention (max over heads) before the loss whenever attention weights are
+    returned, which its ``LATTE.forward`` asks for; this port keeps the edge values, a known
+    difference that only the proximity variant sees (no shipped config runs it).
 
     Args:
         channels: input and per-layer output width (inputs are already encoded to it).
