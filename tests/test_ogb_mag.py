@@ -203,3 +203,13 @@ def test_rhgnn_ogbn_mag_config_builds_its_features(tmp_path, monkeypatch):
     prepare_graph(data, task, config["graph"], seed=0)
     assert data["paper"].x.shape == (30, 256)
     assert all(data[t].x.shape == (data[t].num_nodes, 128) for t in task.featureless)
+    # preprocess_ogbn_mag.py: every relation gets its own reverse, cites included
+    assert len(data.edge_types) == 8 and ("paper", "rev_cites", "paper") in data.edge_types
+    # The official README's model has 5,638,053 parameters. Its R_HGNN also keeps fusing weights
+    # for the four relations that do not end at papers, which the classifier never reads (here:
+    # not built). The count matches without the LayerNorm (with it, 8,192 more).
+    from hgnn.data.task import TaskSpec
+    model = get_model_class("rhgnn").build(data, TaskSpec("paper", 349), config["model"])
+    heads, dim, rel = 8, 64, 8
+    unused = sum(et[2] != "paper" for et in data.edge_types) * heads * (dim * dim + rel * dim)
+    assert sum(p.numel() for p in model.parameters()) + unused == 5_638_053

@@ -67,6 +67,10 @@ TRAIN_DEFAULTS: dict = {
     "graph": {
         "drop_duplicate_reverses": False,
         "add_reverse": "missing",  # missing (only where no reverse is stored) | all | none
+        # same-type relations (paper-cites-paper) made symmetric, serving as their own reverse
+        # (PyG's ToUndirected, RpHGNN); false adds rev_<rel> as a relation of its own
+        # (R-HGNN's preprocess_ogbn_mag.py: cites and rev_cites)
+        "symmetrise_same_type": True,
         "features": "all",       # all | target | none: which node types keep their given features
         "featureless": "embedding",  # embedding (learned per node) | random (seeded N(0, 1/d))
         "random_dim": 64,

@@ -24,7 +24,8 @@ def prepare_graph(data: HeteroData, task: TaskSpec, graph_config: dict, seed: in
     if graph_config["drop_duplicate_reverses"]:
         drop_duplicate_reverses(data)
     if graph_config["add_reverse"] != "none":
-        add_reverse(data, only_missing=graph_config["add_reverse"] == "missing")
+        add_reverse(data, symmetrise_same_type=graph_config.get("symmetrise_same_type", True),
+                    only_missing=graph_config["add_reverse"] == "missing")
     keep = graph_config["features"]
     for t in data.node_types:
         if keep == "none" or (keep == "target" and t != task.target):
