@@ -51,9 +51,6 @@ class Regime:
         self.seed, self.epoch = 0, 0  # the trainer sets them; they fix each epoch's rank shards
         self.phase = "train"  # what the next forwards are for: "train", or the split being scored
         self.scored_ids: dict[str, Tensor] = {}  # per split, the nodes the last logits() scored
-        if self.cfg.get("inductive", False) and not isinstance(self, Sampled):
-            raise HgnnError("train.inductive leaves nodes out of sampled batches: it needs "
-                            "train.regime=sampled")
 
     @property
     def batch_size(self) -> int:
@@ -231,6 +228,7 @@ class Sampled(Regime):
         if at_eval and len(at_eval) != len(hops):
             raise HgnnError(f"train.eval_num_neighbors {at_eval} needs one entry per hop of "
                             f"train.num_neighbors {hops}")
+        self.blocked = self._blocked_masks() if self.cfg.get("inductive", False) else {}
 
     def _loader(self, ids: Tensor, shuffle: bool, batch_size: int,
                 generator: torch.Generator | None,
@@ -249,18 +247,16 @@ class Sampled(Regime):
         return NeighborLoader(self.data, fanout, (self.task.target, ids),
                               batch_size=batch_size, shuffle=shuffle, generator=generator,
                               joint=sampler == "neighbor_joint",
-                              blocked=self._blocked(self.phase if evaluation else "train"))
+                              blocked=self.blocked.get(self.phase if evaluation else "train"))
 
-    def _blocked(self, phase: str) -> Tensor | None:
-        """With ``train.inductive``, the target nodes a batch of ``phase`` must not contain:
+    def _blocked_masks(self) -> dict[str, Tensor]:
+        """``train.inductive``: per phase, the target nodes its batches must not contain:
         validation and test nodes in training, test nodes in validation (LATTE's loader)."""
-        if not self.cfg.get("inductive", False) or phase == "test":
-            return None
-        mask = torch.zeros(self.data[self.task.target].num_nodes, dtype=torch.bool)
-        mask[self.split_ids["test"]] = True
-        if phase == "train":
-            mask[self.split_ids["val"]] = True
-        return mask
+        test = torch.zeros(self.data[self.task.target].num_nodes, dtype=torch.bool)
+        test[self.split_ids["test"]] = True
+        train = test.clone()
+        train[self.split_ids["val"]] = True
+        return {"train": train, "val": test}
 
     def _forward(self, model: HeteroModel, batch: HeteroData, seeds_only: bool = True) -> Tensor:
         x_dict = {t: x.to(self.device) for t, x in batch.x_dict.items()}
@@ -326,6 +322,9 @@ class Precomputed(Regime):
 
 def make_regime(name: str, data: HeteroData, task: TaskSpec, train_config: dict,
                 device: torch.device, model: HeteroModel) -> Regime:
+    if train_config.get("inductive", False) and name != "sampled":
+        raise HgnnError("train.inductive leaves nodes out of sampled batches: it needs "
+                        "train.regime=sampled")
     if name == "full":
         return FullBatch(data, task, train_config, device)
     if name == "sampled":
