@@ -264,10 +264,14 @@ def test_negative_pairs_avoid_edges():
     assert tail.numel() == 1 and (int(tail), int(head)) == tuple(full[:, 3].tolist())
 
 
-def test_proximity_loss_matches_direct_computation():
+@pytest.mark.parametrize("weights", ["attention", "given"])
+def test_proximity_loss_matches_direct_computation(weights):
+    """Values and gradients. ``attention`` (the official weighting) recomputes each positive
+    edge's weight here as the max over heads of a per-head softmax over the head's edges, so the
+    gradient through the weights is checked too."""
     torch.manual_seed(1)
     stack = LATTE(4, list(SIZES), [BX, AR, CY, BW, CE], num_layers=2, heads=2, attn_dropout=0.0,
-                  dropout=0.0).double()
+                  dropout=0.0, proximity_weights=weights).double()
     with torch.no_grad():
         stack.convs[0].sharpening.copy_(torch.tensor([1.0, 0.5, -0.7, 1.2, 1.0]))
     x = tiny_x(4)
@@ -288,7 +292,18 @@ def test_proximity_loss_matches_direct_computation():
             def logit(j, i, k=k, sl=sl, sr=sr):
                 return k * F.leaky_relu((sl[i] + sr[j]).max(), 0.2)
 
-            w = d.edge_weight.get(mp, torch.ones(ei.size(1), dtype=torch.float64))
+            if weights == "attention":
+                def score(j, i, k=k, sl=sl, sr=sr):
+                    return k * F.leaky_relu(sl[i] + sr[j], 0.2)  # [H]
+
+                w = []
+                for e in range(ei.size(1)):
+                    rivals = [score(ei[0, f], ei[1, f]) for f in range(ei.size(1))
+                              if ei[1, f] == ei[1, e]]
+                    w.append((score(ei[0, e], ei[1, e]).exp()
+                              / torch.stack(rivals).exp().sum(0)).max())
+            else:
+                w = d.edge_weight.get(mp, torch.ones(ei.size(1), dtype=torch.float64))
             terms = terms - sum(w[e] * F.logsigmoid(logit(ei[0, e], ei[1, e]))
                                 for e in range(ei.size(1))) / ei.size(1)
             tail, head = negative_pairs(ei, sr.size(0), sl.size(0), 2.0, gen)
@@ -297,6 +312,12 @@ def test_proximity_loss_matches_direct_computation():
                                     zip(tail, head, strict=True)) / head.numel()
         want = want + terms / max(2 * count, 1)
     torch.testing.assert_close(loss, want)
+    params = list(stack.parameters())
+    got = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    for g, w in zip(got, torch.autograd.grad(want, params, retain_graph=True,
+                                                           allow_unused=True), strict=True):
+        if w is not None:
+            torch.testing.assert_close(g, w)
     loss.backward()
     for conv in stack.convs:
         assert conv.sharpening.grad is not None and torch.isfinite(conv.sharpening.grad).all()

@@ -11,7 +11,7 @@ from hgnn.data.task import TaskSpec
 from hgnn.errors import HgnnError
 from hgnn.models.base import HeteroModel
 from hgnn.nn.latte_conv import LATTE as LATTEStack
-from hgnn.nn.latte_conv import NORMS
+from hgnn.nn.latte_conv import NORMS, PROXIMITY_WEIGHTS
 from hgnn.nn.type_encoder import SparseInputLinear, input_channels
 
 
@@ -23,7 +23,9 @@ class LATTE(HeteroModel):
       learned ``nn.Embedding`` row per node, used as is (no activation, no dropout), as the
       official ``LATTE.forward``.
     * ``proximity`` turns on the LATTE-2proximity variant: the proximity loss of each training
-      forward is exposed by :meth:`auxiliary_loss` and added to the task loss by the trainer.
+      forward is exposed by :meth:`auxiliary_loss` and added to the task loss by the trainer;
+      ``proximity_weights`` weights its positive edges by the layer's attention (``attention``,
+      the official code's) or by the joined adjacency values (``given``).
     * :meth:`no_weight_decay` lists biases, sharpening scalars and embeddings, the official
       ``no_decay = ['bias', 'alpha_activation', 'embedding']`` groups.
     * :meth:`explain` returns the mean relation-level weight :math:`\\beta` of each slot per type.
@@ -35,7 +37,8 @@ class LATTE(HeteroModel):
     def __init__(self, in_channels: dict[str, int], metadata, target: str, out_channels: int,
                  hidden: int = 128, layers: int = 2, heads: int = 2, attn_dropout: float = 0.2,
                  dropout: float = 0.2, classifier_dropout: float = 0.4, edge_threshold: float = 0.5,
-                 neg_ratio: float = 2.0, proximity: bool = False, norm: str = "none") -> None:
+                 neg_ratio: float = 2.0, proximity: bool = False, norm: str = "none",
+                 proximity_weights: str = "attention") -> None:
         super().__init__()
         node_types, edge_types = metadata
         self.target, self.proximity, self.dropout = target, proximity, dropout
@@ -45,7 +48,7 @@ class LATTE(HeteroModel):
         })
         self.encoder = LATTEStack(hidden, list(node_types), [tuple(et) for et in edge_types], layers,
                                   heads, attn_dropout, dropout, edge_threshold, norm=norm,
-                                  neg_ratio=neg_ratio)
+                                  neg_ratio=neg_ratio, proximity_weights=proximity_weights)
         self.classifier = nn.Sequential(nn.Dropout(classifier_dropout),
                                         nn.Linear(self.encoder.out_channels, out_channels))
         self._aux: Tensor | None = None
@@ -66,7 +69,7 @@ class LATTE(HeteroModel):
     def default_config(cls) -> dict:
         return {"hidden": 128, "layers": 2, "heads": 2, "attn_dropout": 0.2, "dropout": 0.2,
                 "classifier_dropout": 0.4, "edge_threshold": 0.5, "neg_ratio": 2.0,
-                "proximity": False, "norm": "none"}
+                "proximity": False, "proximity_weights": "attention", "norm": "none"}
 
     @classmethod
     def build(cls, data: HeteroData, task: TaskSpec, config: dict) -> LATTE:
@@ -77,13 +80,17 @@ class LATTE(HeteroModel):
                             f"({config['heads']})")
         if config["norm"] not in NORMS:
             raise HgnnError(f"model.norm must be one of {', '.join(NORMS)}, got {config['norm']!r}")
+        if config["proximity_weights"] not in PROXIMITY_WEIGHTS:
+            raise HgnnError(f"model.proximity_weights must be one of {', '.join(PROXIMITY_WEIGHTS)}, "
+                            f"got {config['proximity_weights']!r}")
         if not any(et[2] == task.target for et in data.edge_types):
             raise HgnnError(f"LATTE: no relation ends at the target type '{task.target}' (add "
                             "reverse relations with graph.add_reverse)")
         return cls(input_channels(data.x_dict), data.metadata(), task.target, task.num_classes,
                    config["hidden"], config["layers"], config["heads"], config["attn_dropout"],
                    config["dropout"], config["classifier_dropout"], config["edge_threshold"],
-                   config["neg_ratio"], config["proximity"], config["norm"])
+                   config["neg_ratio"], config["proximity"], config["norm"],
+                   config["proximity_weights"])
 
     def encode(self, x_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         """The layer-0 representations ``{t: [N_t, hidden]}``."""

@@ -28,6 +28,7 @@ from hgnn.ops.typed import index_for, relation_csc
 EdgeType = tuple[str, str, str]
 MetaPath = tuple[EdgeType, ...]
 NORMS = ("none", "layer", "batch")
+PROXIMITY_WEIGHTS = ("attention", "given")
 
 
 def as_metapath(key: EdgeType | MetaPath) -> MetaPath:
@@ -261,7 +262,8 @@ class LATTEConv(nn.Module):
         """Returns ``{t: [N_t, out_channels]}``, and with ``return_attention_weights`` also the
         :class:`LATTEDetails`. ``edge_weight_dict`` (``[E_m]`` per meta-relation, in the given
         column order) does not enter the forward pass; it weights the positive edges of
-        :meth:`proximity_loss` (order >= 2 meta-relations carry their joined adjacency values).
+        :meth:`proximity_loss` with ``weights="given"`` (:class:`LATTE` passes the joined adjacency
+        values of order >= 2 meta-relations).
         ``output_types`` restricts the outputs (and the meta-relations computed) to those types."""
         H, D = self.heads, self.out_channels // self.heads
         types = [t for t in x_dict if t in self.lin_l and (output_types is None or t in output_types)]
@@ -315,7 +317,8 @@ class LATTEConv(nn.Module):
         return self.sharpening[self._position[mp]] * F.leaky_relu(s, self.negative_slope)
 
     def proximity_loss(self, details: LATTEDetails, neg_ratio: float = 2.0,
-                       generator: torch.Generator | None = None) -> Tensor:
+                       generator: torch.Generator | None = None,
+                       weights: str = "attention") -> Tensor:
         r"""LATTE's first-order proximity loss over the meta-relations of one forward:
 
         .. math::
@@ -323,12 +326,18 @@ class LATTEConv(nn.Module):
                 -\frac{1}{|E_m|}\sum_{(i,j) \in E_m} w_{ij} \log\sigma(s_{ij})
                 -\frac{1}{|\bar E_m|}\sum_{(i,j) \in \bar E_m} \log\sigma(-s_{ij}) \Big)
 
-        with :math:`s` from :meth:`edge_logits`, :math:`w` the edge weights (1 without), and
-        :math:`\bar E_m` ``int(neg_ratio * |E_m|)`` head/tail pairs drawn uniformly (vectorised,
-        with replacement) and redrawn while they hit an edge of :math:`E_m`. Meta-relations with no
-        edges are skipped; the negative term is skipped when fewer than 2 pairs can be drawn, as in
-        the official code. Needs ``return_attention_weights=True`` details.
+        with :math:`s` from :meth:`edge_logits` and :math:`\bar E_m` ``int(neg_ratio * |E_m|)``
+        head/tail pairs drawn uniformly (vectorised, with replacement) and redrawn while they hit an
+        edge of :math:`E_m`. The positive weights :math:`w` are, with ``weights="attention"``, the
+        edge's attention :math:`\max_k \alpha^m_{ij}` before dropout, not detached: the official
+        ``LATTEConv.forward`` swaps its edge values for these whenever it returns attention
+        weights, which ``LATTE.forward`` always asks for; with ``weights="given"``, the forward's
+        ``edge_weight_dict`` values (1 without). Meta-relations with no edges are skipped; the
+        negative term is skipped when fewer than 2 pairs can be drawn, as in the official code.
+        Needs ``return_attention_weights=True`` details.
         """
+        if weights not in PROXIMITY_WEIGHTS:
+            raise ValueError(f"weights must be one of {', '.join(PROXIMITY_WEIGHTS)}, got {weights!r}")
         ref = self.sharpening
         loss = ref.new_zeros(())
         count = 0
@@ -337,7 +346,8 @@ class LATTEConv(nn.Module):
                 continue
             count += 1
             pos = self.edge_logits(details, mp, ei[0], ei[1])
-            w = details.edge_weight.get(mp)
+            w = (details.attention[mp].max(dim=1).values if weights == "attention"
+                 else details.edge_weight.get(mp))
             pos_term = F.logsigmoid(pos) if w is None else w.to(pos.dtype) * F.logsigmoid(pos)
             loss = loss - pos_term.mean()
             n_head, n_tail = details.score_l[mp].size(0), details.score_r[mp].size(0)
@@ -410,7 +420,8 @@ def join_adjacency(details: LATTEDetails, first: dict[MetaPath, Tensor], metapat
 
     over the middle type (torch sparse products). Returns ``{chain: (edge_index [2, E] (tail,
     head) sorted by head, values [E])}``, leaving out chains with no edges. Nothing here is
-    differentiated: the values only weight the positive edges of the proximity loss.
+    differentiated: the values weight the proximity loss's positive edges only with
+    ``proximity_weights="given"``.
     """
     out: dict[MetaPath, tuple[Tensor, Tensor]] = {}
     kept: dict[MetaPath, tuple[Tensor, Tensor]] = {}
@@ -465,12 +476,12 @@ class LATTE(nn.Module):
     t's attention by :func:`join_adjacency` (threshold ``edge_threshold``). Layer t uses the
     previous layer's output as both its left and right input, as the official code does.
 
-    :meth:`proximity_loss` (LATTE-2proximity) weights the positive edges of an order-t
-    meta-relation by its :func:`join_adjacency` values (order 1: weight 1). The official
-    ``conv.py`` (both stored revisions, 60e7b1f5 and 2e286669) swaps these weights for the
-    layer's own attention (max over heads) before the loss whenever attention weights are
-    returned, which its ``LATTE.forward`` asks for; this port keeps the edge values, a known
-    difference that only the proximity variant sees (no shipped config runs it).
+    :meth:`proximity_loss` (LATTE-2proximity) weights the positive edges of every meta-relation
+    by the layer's own attention, max over heads (``proximity_weights="attention"``): the official
+    ``conv.py`` (both stored revisions, 60e7b1f5 and 2e286669) swaps the edge values for these
+    whenever attention weights are returned, which its ``LATTE.forward`` always asks for.
+    ``proximity_weights="given"`` uses the :func:`join_adjacency` values instead (order 1:
+    weight 1), which the official code computes but never reaches its loss with.
 
     Args:
         channels: input and per-layer output width (inputs are already encoded to it).
@@ -481,6 +492,7 @@ class LATTE(nn.Module):
         dropout: dropout on every layer's output.
         edge_threshold: attention threshold of the higher-order adjacency.
         neg_ratio: negatives per positive edge in :meth:`proximity_loss`.
+        proximity_weights: ``"attention"`` (official) or ``"given"``, see above.
 
     Shapes: ``x_dict[t]`` ``[N_t, channels]`` -> ``{t: [N_t, T * channels]}``.
     """
@@ -488,10 +500,15 @@ class LATTE(nn.Module):
     def __init__(self, channels: int, node_types: list[str], edge_types: list[EdgeType],
                  num_layers: int = 2, heads: int = 2, attn_dropout: float = 0.2,
                  dropout: float = 0.2, edge_threshold: float = 0.5, negative_slope: float = 0.2,
-                 norm: str = "none", neg_ratio: float = 2.0) -> None:
+                 norm: str = "none", neg_ratio: float = 2.0,
+                 proximity_weights: str = "attention") -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if proximity_weights not in PROXIMITY_WEIGHTS:
+            raise ValueError(f"proximity_weights must be one of {', '.join(PROXIMITY_WEIGHTS)}, "
+                             f"got {proximity_weights!r}")
+        self.proximity_weights = proximity_weights
         self.channels, self.dropout = channels, dropout
         self.edge_threshold, self.neg_ratio = edge_threshold, neg_ratio
         self.first: list[MetaPath] = [as_metapath(et) for et in edge_types]
@@ -556,7 +573,7 @@ class LATTE(nn.Module):
     def proximity_loss(self, details: list[LATTEDetails],
                        generator: torch.Generator | None = None) -> Tensor:
         """The sum over layers of :meth:`LATTEConv.proximity_loss` (LATTE-2proximity)."""
-        return sum(conv.proximity_loss(d, self.neg_ratio, generator)
+        return sum(conv.proximity_loss(d, self.neg_ratio, generator, self.proximity_weights)
                    for conv, d in zip(self.convs, details, strict=True))
 
     def relation_weights(self, details: list[LATTEDetails]) -> dict[str, dict[str, float]]:
@@ -579,5 +596,5 @@ class LATTE(nn.Module):
                 f"metapaths per layer={[len(c.metapaths) for c in self.convs]})")
 
 
-__all__ = ["LATTE", "LATTEConv", "LATTEDetails", "as_metapath", "join_adjacency", "join_metapaths",
-           "metapath_name", "negative_pairs"]
+__all__ = ["LATTE", "LATTEConv", "LATTEDetails", "PROXIMITY_WEIGHTS", "as_metapath",
+           "join_adjacency", "join_metapaths", "metapath_name", "negative_pairs"]
