@@ -65,6 +65,12 @@ class HeteroModel(nn.Module):
         (LATTE's proximity loss); ``None`` when the model has none."""
         return None
 
+    def output_layer(self) -> nn.Module | None:
+        """The module that maps the target's final representation to logits. Its input is the
+        node embedding that embedding-based protocols (MAGNN's SVM test) score; ``None`` when
+        the last graph layer emits the logits itself (RGCN, MLP), whose output then stands in."""
+        return None
+
     def no_weight_decay(self) -> set[str]:
         """Names of parameters (as in ``named_parameters``) the optimiser must not decay."""
         return set()

@@ -102,6 +102,9 @@ class H2GFormer(HeteroModel):
                             "full-batch training every training node is a seed")
         super().set_label_context(phase, node_ids, num_seeds)
 
+    def output_layer(self) -> nn.Module:
+        return self.head
+
     def forward(self, x_dict: dict[str, Tensor], edge_index_dict: dict) -> Tensor:
         h = self.raw(x_dict)
         if self.label_encoder is not None:

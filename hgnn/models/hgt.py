@@ -52,6 +52,9 @@ class HGT(HeteroModel):
                    task.num_classes, config["layers"], config["heads"], config["dropout"],
                    config["use_norm"], config["softmax"])
 
+    def output_layer(self) -> nn.Module:
+        return self.classifier
+
     def forward(self, x_dict: dict[str, Tensor], edge_index_dict: dict) -> Tensor:
         h = self.encoder(x_dict)
         for conv, norms in zip(self.convs, self.norms, strict=True):

@@ -104,6 +104,9 @@ class LATTE(HeteroModel):
                 out[t] = F.dropout(F.relu(self.inputs[t](x)), self.dropout, self.training)
         return out
 
+    def output_layer(self) -> nn.Module:
+        return self.classifier[1]
+
     def forward(self, x_dict: dict[str, Tensor], edge_index_dict: dict) -> Tensor:
         h = self.encode(x_dict)
         if self.proximity and self.training:

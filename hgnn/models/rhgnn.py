@@ -122,6 +122,9 @@ class RHGNN(HeteroModel):
             return h[self.target], None
         return self.fusing(state, rel[self.fuse_index])
 
+    def output_layer(self) -> nn.Module:
+        return self.classifier
+
     def forward(self, x_dict: dict[str, Tensor], edge_index_dict: dict) -> Tensor:
         z, beta = self.encode(x_dict, edge_index_dict)
         self.last_beta = beta.detach() if beta is not None else None
