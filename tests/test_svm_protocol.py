@@ -81,3 +81,8 @@ def test_multilabel_tasks_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(inference, "restore", multilabel)
     with pytest.raises(HgnnError, match="needs a single-label task"):
         svm_evaluate_checkpoint(tmp_path / "seed_0" / "best.pt")
+
+
+def test_split_embeddings_refuse_a_batched_regime():
+    with pytest.raises(ValueError, match="needs a full-batch regime"):
+        split_embeddings(torch.nn.Linear(2, 2), object())

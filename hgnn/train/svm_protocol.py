@@ -55,7 +55,12 @@ def svm_scores(embeddings: np.ndarray, labels: np.ndarray,
 
 def split_embeddings(model, regime, split: str = "test") -> tuple[Tensor, Tensor]:
     """The ``split`` nodes' embeddings ``[n, F]`` (the input of ``model.output_layer()``, or the
-    logits when it has none) and labels ``[n]``, from one full-graph forward."""
+    logits when it has none) and labels ``[n]``, from one forward of a full-batch ``regime``."""
+    from hgnn.train.regimes import FullBatch
+
+    if not isinstance(regime, FullBatch):
+        raise ValueError("split_embeddings needs a full-batch regime: a sampled one would "
+                         "capture only its last batch")
     layer = model.output_layer()
     captured: list[Tensor] = []
     hook = layer.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach())) \
