@@ -13,12 +13,17 @@ model's own test predictions (``hgnn evaluate``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from hgnn.errors import HgnnError
+
+if TYPE_CHECKING:
+    from hgnn.models.base import HeteroModel
+    from hgnn.train.regimes import Regime
 
 #: SVM training fractions of the test split, in MAGNN's order.
 TRAIN_FRACTIONS = (0.8, 0.6, 0.4, 0.2)
@@ -53,7 +58,8 @@ def svm_scores(embeddings: np.ndarray, labels: np.ndarray,
     return out
 
 
-def split_embeddings(model, regime, split: str = "test") -> tuple[Tensor, Tensor]:
+def split_embeddings(model: HeteroModel, regime: Regime, split: str = "test"
+                     ) -> tuple[Tensor, Tensor]:
     """The ``split`` nodes' embeddings ``[n, F]`` (the input of ``model.output_layer()``, or the
     logits when it has none) and labels ``[n]``, from one forward of a full-batch ``regime``."""
     from hgnn.train.regimes import FullBatch
