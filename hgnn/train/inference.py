@@ -16,13 +16,17 @@ from hgnn.train.trainer import graph_schema
 
 
 def restore(checkpoint: str | Path, dataset: str | None = None, root: str | None = None,
-            device: str = "cpu"):
-    """(model, regime, data, task, meta) rebuilt from a checkpoint, on its dataset or another."""
+            device: str = "cpu", regime: str | None = None):
+    """(model, regime, data, task, meta) rebuilt from a checkpoint, on its dataset or another;
+    ``regime`` scores it in that regime instead of the one it trained in."""
     ckpt = load_checkpoint(checkpoint)
     for key in ("model_name", "dataset", "seed", "config", "task", "schema", "model_state"):
         if key not in ckpt:
             raise HgnnError(f"{checkpoint}: checkpoint lacks '{key}'")
     model_cls = get_model_class(ckpt["model_name"])
+    if regime is not None and regime not in model_cls.regimes:
+        raise HgnnError(f"{checkpoint}: model '{ckpt['model_name']}' has no {regime} regime "
+                        f"(it has {', '.join(model_cls.regimes)})")
     config = with_defaults(ckpt["config"], model_cls.default_config())
     options = ckpt.get("dataset_options") if dataset is None else None
     data, task = load_prepared(dataset or ckpt["dataset"], root, ckpt["seed"], config, options)
@@ -39,9 +43,12 @@ def restore(checkpoint: str | Path, dataset: str | None = None, root: str | None
     except RuntimeError as exc:
         raise HgnnError(f"{checkpoint}: weights do not fit the model "
                         f"({str(exc).splitlines()[0][:160]})") from None
-    regime_name = config["train"]["regime"] or model_cls.regimes[0]
-    regime = make_regime(regime_name, data, task, config["train"], dev, model)
-    return model, regime, data, task, ckpt
+    train_cfg = config["train"]
+    if regime is not None and regime != train_cfg["regime"]:
+        # inductive batches belong to the sampled regime the model trained in
+        train_cfg = {**train_cfg, "regime": regime, "inductive": False}
+    regime_name = train_cfg["regime"] or model_cls.regimes[0]
+    return model, make_regime(regime_name, data, task, train_cfg, dev, model), data, task, ckpt
 
 
 def evaluate_checkpoint(checkpoint: str | Path, dataset: str | None = None,

@@ -86,18 +86,10 @@ def svm_evaluate_checkpoint(checkpoint: str | Path, dataset: str | None = None,
                             root: str | None = None, device: str = "cpu",
                             repeat: int = 10) -> list[dict]:
     """:func:`svm_scores` of a checkpoint's test embeddings, computed on the full graph."""
-    from hgnn.train.config import with_defaults
     from hgnn.train.inference import restore
-    from hgnn.train.regimes import make_regime
 
-    model, _, data, task, ckpt = restore(checkpoint, dataset, root, device)
+    model, regime, _, task, _ = restore(checkpoint, dataset, root, device, regime="full")
     if task.multilabel:
         raise HgnnError(f"{checkpoint}: the SVM protocol needs a single-label task")
-    if "full" not in type(model).regimes:
-        raise HgnnError(f"{checkpoint}: the SVM protocol reads full-graph embeddings, and model "
-                        f"'{ckpt['model_name']}' has no full-batch regime")
-    train_cfg = with_defaults(ckpt["config"], type(model).default_config())["train"]
-    cfg = {**train_cfg, "regime": "full", "inductive": False, "eval_subset": 0}
-    regime = make_regime("full", data, task, cfg, torch.device(device), model)
     emb, labels = split_embeddings(model, regime, "test")
     return svm_scores(emb.double().numpy(), labels.numpy(), repeat=repeat)
