@@ -247,6 +247,55 @@ def test_eval_num_neighbors_needs_one_entry_per_hop():
         _regimes("rgcn", num_neighbors=[2, 2], eval_num_neighbors=[-1])
 
 
+def test_monitoring_samples_validation_with_its_own_fanouts_redrawn_per_epoch():
+    model, sampled, full = _regimes("rhgnn", num_neighbors=[2, 2], eval_num_neighbors=[-1, -1],
+                                    monitor_num_neighbors=[2, 2], eval_batch_size=100)
+    want = full.logits(model, ("val",))["val"]
+    # the final scoring (no monitoring) keeps every neighbour
+    torch.testing.assert_close(sampled.logits(model, ("val",))["val"], want, rtol=1e-4, atol=1e-5)
+    sampled.epoch = 0
+    first = sampled.logits(model, ("val",), monitoring=True)["val"]
+    assert not torch.allclose(first, want, atol=1e-3)
+    torch.testing.assert_close(sampled.logits(model, ("val",), monitoring=True)["val"], first)
+    sampled.epoch = 1
+    assert not torch.allclose(sampled.logits(model, ("val",), monitoring=True)["val"], first,
+                              atol=1e-3)
+    # without monitor_num_neighbors the per-epoch validation scores as the final pass does
+    model, plain, _ = _regimes("rhgnn", num_neighbors=[2, 2], eval_num_neighbors=[-1, -1],
+                               eval_batch_size=100)
+    torch.testing.assert_close(plain.logits(model, ("val",), monitoring=True)["val"], want,
+                               rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"monitor_num_neighbors": [2]}, "monitor_num_neighbors.*one entry per hop"),
+    ({"monitor_num_neighbors": [2, 2], "sampler": "budget"}, "monitor_num_neighbors needs a "
+                                                              "neighbour sampler"),
+])
+def test_monitor_num_neighbors_is_checked(bad, message):
+    with pytest.raises(HgnnError, match=message):
+        _regimes("rgcn", num_neighbors=[2, 2], **bad)
+
+
+def test_training_with_sampled_monitoring_scores_the_kept_epoch_with_every_neighbour(tmp_path):
+    summary = train("rhgnn", tmp_path, "train.regime=sampled", "train.epochs=3",
+                    "train.num_neighbors=[2,2]", "train.eval_num_neighbors=[-1,-1]",
+                    "train.monitor_num_neighbors=[2,2]")
+    from hgnn.train.inference import restore
+    from hgnn.train.metrics import compute_metrics
+
+    best = tmp_path / "rhgnn" / "seed_0" / "best.pt"
+    assert evaluate_checkpoint(best)["val"] == pytest.approx(summary["per_seed"][0]["val"])
+    # early stopping read the kept epoch's validation as sampled at that epoch
+    model, regime, _, task, _ = restore(best)
+    result = json.loads((tmp_path / "rhgnn" / "seed_0" / "result.json").read_text())
+    regime.seed, regime.epoch = 0, result["best_epoch"]
+    logits = regime.logits(model, ("val",), subset=True, monitoring=True)["val"]
+    sampled = compute_metrics(logits, regime.scored_labels("val"), task)
+    assert result["history"][result["best_epoch"]]["val_micro_f1"] == \
+        pytest.approx(sampled["micro_f1"])
+
+
 def test_loss_on_every_sampled_training_node():
     from hgnn.models.registry import get_model_class
 

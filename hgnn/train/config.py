@@ -42,6 +42,11 @@ TRAIN_DEFAULTS: dict = {
         # neighbour sampler at evaluation: [] = num_neighbors; -1 per hop keeps every neighbour
         # (R-HGNN's official final scores come from full-neighbour inference)
         "eval_num_neighbors": [],
+        # neighbour sampler for the per-epoch validation that early stopping reads: [] = as
+        # eval_num_neighbors; otherwise these fan-outs, redrawn every epoch (R-HGNN's official
+        # script scores each epoch's validation with the training sampler and runs full-neighbour
+        # inference only on the kept checkpoint)
+        "monitor_num_neighbors": [],
         # sampled regime: neighbor (num_neighbors per relation) | neighbor_joint (num_neighbors
         # per node over all relations together, every node so far redrawn each hop: LATTE's
         # official sampler, PyG 1.x NeighborSampler on the merged graph) | budget (HGT's, budget)

@@ -50,6 +50,7 @@ class Regime:
         self.ctx = context()
         self.seed, self.epoch = 0, 0  # the trainer sets them; they fix each epoch's rank shards
         self.phase = "train"  # what the next forwards are for: "train", or the split being scored
+        self.monitoring = False  # whether the last logits() call was the per-epoch validation
         self.scored_ids: dict[str, Tensor] = {}  # per split, the nodes the last logits() scored
 
     @property
@@ -142,11 +143,14 @@ class Regime:
             inner.set_label_context(self.phase, node_ids, num_seeds)
 
     @torch.no_grad()
-    def logits(self, model: HeteroModel, splits: tuple[str, ...],
-               subset: bool = False) -> dict[str, Tensor]:
+    def logits(self, model: HeteroModel, splits: tuple[str, ...], subset: bool = False,
+               monitoring: bool = False) -> dict[str, Tensor]:
         """Logits for the nodes of each split, in the order of ``split_ids[split]`` (or of
-        :meth:`eval_ids` with ``subset``; :meth:`scored_labels` gives their labels)."""
+        :meth:`eval_ids` with ``subset``; :meth:`scored_labels` gives their labels).
+        ``monitoring`` marks the per-epoch validation that early stopping reads
+        (``train.monitor_num_neighbors``)."""
         model.eval()
+        self.monitoring = monitoring
         out = {}
         for s in splits:
             self.phase = s
@@ -200,8 +204,8 @@ class FullBatch(Regime):
         yield model(self.x_dict, self.edge_index_dict)[ids.to(self.device)], self.labels[ids]
 
     @torch.no_grad()
-    def logits(self, model: HeteroModel, splits: tuple[str, ...],
-               subset: bool = False) -> dict[str, Tensor]:
+    def logits(self, model: HeteroModel, splits: tuple[str, ...], subset: bool = False,
+               monitoring: bool = False) -> dict[str, Tensor]:
         # One forward pass scores every split (one per split for models that read labels, since
         # each split sees different ones); ranks hold equal weights, so nothing is gathered.
         model.eval()
@@ -221,29 +225,35 @@ class Sampled(Regime):
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
-        hops, at_eval = self.cfg["num_neighbors"], self.cfg.get("eval_num_neighbors") or []
+        hops = self.cfg["num_neighbors"]
         if self.cfg.get("inductive", False) and self.cfg.get("sampler", "neighbor") == "budget":
             raise HgnnError("train.inductive needs a neighbour sampler (train.sampler neighbor or "
                             "neighbor_joint), not budget")
-        if at_eval and len(at_eval) != len(hops):
-            raise HgnnError(f"train.eval_num_neighbors {at_eval} needs one entry per hop of "
-                            f"train.num_neighbors {hops}")
+        if self.cfg.get("monitor_num_neighbors") and self.cfg.get("sampler") == "budget":
+            raise HgnnError("train.monitor_num_neighbors needs a neighbour sampler (train.sampler "
+                            "neighbor or neighbor_joint), not budget")
+        for key in ("eval_num_neighbors", "monitor_num_neighbors"):
+            fanout = self.cfg.get(key) or []
+            if fanout and len(fanout) != len(hops):
+                raise HgnnError(f"train.{key} {fanout} needs one entry per hop of "
+                                f"train.num_neighbors {hops}")
         self.blocked = self._blocked_masks() if self.cfg.get("inductive", False) else {}
 
     def _loader(self, ids: Tensor, shuffle: bool, batch_size: int,
-                generator: torch.Generator | None,
-                evaluation: bool = False) -> NeighborLoader | BudgetLoader:
-        """``train.sampler``: ``neighbor`` (``num_neighbors`` per relation and hop, or
-        ``eval_num_neighbors`` when evaluating and set), ``neighbor_joint`` (the same fan-outs
-        per node over all relations together, LATTE's sampler) or ``budget`` (HGT's budget
-        sampling, ``train.budget`` nodes per type and iteration)."""
+                generator: torch.Generator | None, evaluation: bool = False,
+                fanout: list[int] | None = None) -> NeighborLoader | BudgetLoader:
+        """``train.sampler``: ``neighbor`` (``fanout``, else ``num_neighbors`` per relation and
+        hop, or ``eval_num_neighbors`` when evaluating and set), ``neighbor_joint`` (the same
+        fan-outs per node over all relations together, LATTE's sampler) or ``budget`` (HGT's
+        budget sampling, ``train.budget`` nodes per type and iteration)."""
         sampler = self.cfg.get("sampler", "neighbor")
         if sampler == "budget":
             return BudgetLoader(self.data, self.cfg["budget"], (self.task.target, ids),
                                 batch_size=batch_size, shuffle=shuffle, generator=generator)
-        fanout = self.cfg["num_neighbors"]
-        if evaluation and self.cfg.get("eval_num_neighbors"):
-            fanout = self.cfg["eval_num_neighbors"]
+        if fanout is None:
+            fanout = self.cfg["num_neighbors"]
+            if evaluation and self.cfg.get("eval_num_neighbors"):
+                fanout = self.cfg["eval_num_neighbors"]
         return NeighborLoader(self.data, fanout, (self.task.target, ids),
                               batch_size=batch_size, shuffle=shuffle, generator=generator,
                               joint=sampler == "neighbor_joint",
@@ -287,8 +297,13 @@ class Sampled(Regime):
                 yield self._forward(model, batch), store.y[: store.batch_size]
 
     def _eval_batches(self, model: HeteroModel, ids: Tensor):
-        gen = torch.Generator().manual_seed(12345)  # evaluation samples the same way each time
-        for batch in self._loader(ids, False, self.cfg["eval_batch_size"], gen, evaluation=True):
+        fanout, key = None, 12345  # evaluation samples the same way each time, unless
+        if self.monitoring and self.cfg.get("monitor_num_neighbors"):
+            # seeded by run seed and epoch: redrawn every epoch, identical on every rank and resume
+            fanout, key = self.cfg["monitor_num_neighbors"], self.seed * 1_000_003 + self.epoch * 8
+        gen = torch.Generator().manual_seed(key)
+        for batch in self._loader(ids, False, self.cfg["eval_batch_size"], gen, evaluation=True,
+                                  fanout=fanout):
             yield self._forward(model, batch)
 
 

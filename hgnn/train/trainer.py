@@ -183,7 +183,7 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         if scheduler is not None and cfg["scheduler"] in ("onecycle", "cosine_warmup"):
             scheduler.step()
         t1 = time.perf_counter()
-        val_logits = regime.logits(model, ("val",), subset=True)["val"]
+        val_logits = regime.logits(model, ("val",), subset=True, monitoring=True)["val"]
         val_y = regime.scored_labels("val")
         val = compute_metrics(val_logits, val_y, run.task)
         val_loss = float(loss_fn(val_logits, val_y, run.task)) if val_y.numel() else math.nan
