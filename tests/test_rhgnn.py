@@ -353,6 +353,22 @@ def test_model_forward_prunes_and_explains(one_thread):
     assert torch.isfinite(model(data.x_dict, edges)).all()
 
 
+def test_model_takes_one_edge_set_per_layer(one_thread):
+    data = model_graph()
+    torch.manual_seed(0)
+    model = RHGNN.build(data, _Task(), RHGNN.default_config() | {"hidden": 4, "heads": 2}).eval()
+    edges = data.edge_index_dict
+    with torch.no_grad():
+        torch.testing.assert_close(model(data.x_dict, [edges, edges]), model(data.x_dict, edges))
+        # the last layer's edges decide which neighbours the target aggregates at the top
+        no_c = {et: ei[:, :0] if et[0] == "c" else ei for et, ei in edges.items()}
+        mixed = model(data.x_dict, [edges, no_c])
+        assert not torch.allclose(mixed, model(data.x_dict, edges), atol=1e-4)
+        assert not torch.allclose(mixed, model(data.x_dict, no_c), atol=1e-4)
+    with pytest.raises(ValueError, match="1 per-layer edge sets for 2 layers"):
+        model(data.x_dict, [edges])
+
+
 def test_relation_labels():
     among = [WRITES, REVIEWS, CITES]
     assert relation_label(CITES, among) == "b->b"

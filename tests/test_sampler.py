@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
-from hgnn.data.sampler import NeighborLoader, NeighborSampler, _sample_segments
+from hgnn.data.sampler import NeighborLoader, NeighborSampler, _sample_segments, layer_edges
 from tests.test_relation_index import random_graph
 
 
@@ -144,3 +144,53 @@ def test_blocked_nodes_stay_out_of_the_batch(joint):
     assert not blocked[kept[2:]].any()
     full = NeighborSampler(data, [-1, -1], joint=joint).sample("a", seeds)
     assert blocked[full["a"].n_id[2:]].any()  # the graph does reach them
+
+
+def test_blocks_redraw_every_reached_node_and_give_each_layer_its_hop():
+    data = random_graph(1)
+    seeds = torch.tensor([0, 3, 5])
+    k0, k1 = 2, 1
+    batch = NeighborSampler(data, [k0, k1], blocks=True).sample(
+        "a", seeds, torch.Generator().manual_seed(0))
+    first, last = layer_edges(batch, 2)
+    after_hop0 = {t: set() for t in data.node_types}
+    after_hop0["a"] = set(seeds.tolist())
+    for et in data.edge_types:
+        full = set(full_multi(data, et))
+        ei = batch[et].edge_index
+        assert ei.size(1) == last[et].size(1) + first[et].size(1)
+        for layer, k in ((last, k0), (first, k1)):
+            src = batch[et[0]].n_id[layer[et][0]].tolist()
+            dst = batch[et[2]].n_id[layer[et][1]].tolist()
+            assert all(p in full for p in zip(src, dst, strict=True))
+            for v in set(dst):  # each destination keeps at most k of this relation's in-edges
+                assert dst.count(v) <= k
+        # the last layer reads the seeds' own draws only
+        assert set(batch[et[2]].n_id[last[et][1]].tolist()) <= \
+            (set(seeds.tolist()) if et[2] == "a" else set())
+        after_hop0[et[0]] |= set(batch[et[0]].n_id[last[et][0]].tolist())
+    # the first layer's destinations are every node reached by hop 0, seeds included
+    for et in data.edge_types:
+        dst = set(batch[et[2]].n_id[first[et][1]].tolist())
+        assert dst <= after_hop0[et[2]]
+        if et[2] == "a":  # the seeds are drawn again for their first-layer states
+            with_in_edges = {d for _, d in full_multi(data, et)} & set(seeds.tolist())
+            assert with_in_edges <= dst
+    with pytest.raises(ValueError, match="joint and blocks"):
+        NeighborSampler(data, [1, 1], joint=True, blocks=True)
+
+
+def test_blocks_with_every_neighbour_give_each_layer_all_in_edges():
+    data = random_graph(1)
+    seeds = torch.tensor([0, 3])
+    batch = NeighborSampler(data, [-1, -1], blocks=True).sample("a", seeds)
+    first, last = layer_edges(batch, 2)
+    for et in data.edge_types:
+        full = full_multi(data, et)
+        if et[2] == "a":  # the seeds read all their in-edges at both layers
+            want = sorted((s, d) for s, d in full if d in (0, 3))
+            for layer in (first, last):
+                got = [(s, d) for s, d in zip(batch[et[0]].n_id[layer[et][0]].tolist(),
+                                              batch[et[2]].n_id[layer[et][1]].tolist(),
+                                              strict=True) if d in (0, 3)]
+                assert sorted(got) == want

@@ -241,6 +241,38 @@ def test_eval_with_all_neighbours_equals_full_graph(model_name):
                               full.logits(model, ("val",))["val"], atol=1e-3)
 
 
+def test_blocks_with_all_neighbours_equal_full_graph():
+    model, blocks, full = _regimes("rhgnn", sampler="neighbor_blocks", num_neighbors=[2, 2],
+                                   eval_num_neighbors=[-1, -1], eval_batch_size=100)
+    got, want = blocks.logits(model, ("val",))["val"], full.logits(model, ("val",))["val"]
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    # with the training fan-outs, each layer reads its own draw: neither the full graph nor the
+    # merged sampler's single draw
+    model, narrow, _ = _regimes("rhgnn", sampler="neighbor_blocks", num_neighbors=[2, 2],
+                                eval_batch_size=100)
+    _, merged, _ = _regimes("rhgnn", num_neighbors=[2, 2], eval_batch_size=100)
+    got = narrow.logits(model, ("val",))["val"]
+    assert not torch.allclose(got, want, atol=1e-3)
+    assert not torch.allclose(got, merged.logits(model, ("val",))["val"], atol=1e-3)
+
+
+def test_training_on_blocks(tmp_path):
+    summary = train("rhgnn", tmp_path, "train.regime=sampled", "train.sampler=neighbor_blocks",
+                    "train.epochs=2", "train.num_neighbors=[2,2]",
+                    "train.eval_num_neighbors=[-1,-1]", "train.monitor_num_neighbors=[2,2]")
+    best = tmp_path / "rhgnn" / "seed_0" / "best.pt"
+    assert evaluate_checkpoint(best)["test"] == pytest.approx(summary["per_seed"][0]["test"])
+
+
+@pytest.mark.parametrize("model_name, extra, message", [
+    ("rgcn", {}, "neighbor_blocks gives each layer its own edges; model 'rgcn'"),
+    ("rhgnn", {"loss_nodes": "sampled"}, "loss_nodes=sampled scores non-seed nodes"),
+])
+def test_neighbor_blocks_is_refused_where_it_cannot_work(model_name, extra, message):
+    with pytest.raises(HgnnError, match=message):
+        _regimes(model_name, sampler="neighbor_blocks", num_neighbors=[2, 2], **extra)
+
+
 def test_eval_num_neighbors_needs_one_entry_per_hop():
     from hgnn.errors import HgnnError
     with pytest.raises(HgnnError, match="eval_num_neighbors.*one entry per hop"):

@@ -10,10 +10,13 @@ in-neighbours, drawn uniformly without replacement (all of them when it has ``k`
 ``k = -1`` keeps all). With ``joint``, each hop instead draws ``k`` in-neighbours per node over all
 relations together, for every node reached so far (seeds included), and the hops' edges are
 merged without duplicates: PyG 1.x's ``NeighborSampler`` (``sample_adj``) on the graph with its
-types merged, which LATTE's official loader runs. ``blocked`` (a mask over the seed type's nodes)
-drops those nodes from the batch with their edges after the draw, as LATTE's inductive loader does
-with the validation and test nodes of a training batch. Sampling is seeded by a
-``torch.Generator``: the same seed gives the same batches.
+types merged, which LATTE's official loader runs. With ``blocks``, each hop draws ``k`` per
+relation afresh for every node reached so far (seeds included) and every edge keeps the hop that
+drew it (``edge_hop``): DGL's ``MultiLayerNeighborSampler`` blocks, where the last layer reads the
+seeds' hop-0 draws and each earlier layer the next hop's (:func:`layer_edges`). ``blocked`` (a
+mask over the seed type's nodes) drops those nodes from the batch with their edges after the draw,
+as LATTE's inductive loader does with the validation and test nodes of a training batch. Sampling
+is seeded by a ``torch.Generator``: the same seed gives the same batches.
 """
 from __future__ import annotations
 
@@ -67,14 +70,18 @@ class NeighborSampler:
         num_neighbors: fan-out per hop, the same for every relation (``[10, 10]``), or a dict
             ``{edge_type: [k_hop1, k_hop2, ...]}``.
         joint: draw each node's ``k`` over all its relations together (a list fan-out only).
+        blocks: redraw every node reached so far at each hop and tag edges with their hop.
         blocked: bool mask over the seed type's nodes that a batch must not contain (seeds aside).
     """
 
     def __init__(self, data: HeteroData, num_neighbors: list[int] | dict[EdgeType, list[int]],
-                 joint: bool = False, blocked: torch.Tensor | None = None):
+                 joint: bool = False, blocked: torch.Tensor | None = None,
+                 blocks: bool = False):
         self.data = data
         self.index: RelationIndex = relation_index(data)
-        self.joint, self.blocked = joint, blocked
+        self.joint, self.blocked, self.blocks = joint, blocked, blocks
+        if joint and blocks:
+            raise ValueError("joint and blocks sampling exclude each other")
         if joint and isinstance(num_neighbors, dict):
             raise ValueError("joint sampling takes one fan-out per hop for all relations, not a "
                              "dict per relation")
@@ -100,17 +107,17 @@ class NeighborSampler:
         known = {t: empty for t in ri.node_types}
         known[input_type] = seeds
         frontier = dict(known)
-        edges: dict[EdgeType, list[tuple[torch.Tensor, torch.Tensor]]] = {
+        edges: dict[EdgeType, list[tuple[torch.Tensor, torch.Tensor, int]]] = {
             et: [] for et in ri.edge_types}
         for hop in range(self.num_hops):
             arrivals: dict[str, list[torch.Tensor]] = {t: [] for t in ri.node_types}
             draws = self._draw_joint(known, hop, gen) if self.joint \
-                else self._draw_per_relation(frontier, hop, gen)
+                else self._draw_per_relation(known if self.blocks else frontier, hop, gen)
             for et, src, dst in draws:
                 if self.blocked is not None and et[0] == input_type:
                     keep = ~self.blocked[src] | torch.isin(src, seeds)
                     src, dst = src[keep], dst[keep]
-                edges[et].append((src, dst))
+                edges[et].append((src, dst, hop))
                 arrivals[et[0]].append(src)
             for t in ri.node_types:
                 cand = _unique_in_order(torch.cat(arrivals[t])) if arrivals[t] else empty
@@ -121,7 +128,8 @@ class NeighborSampler:
 
     def _draw_per_relation(self, frontier: dict[str, torch.Tensor], hop: int,
                            gen: torch.Generator):
-        """(relation, src, dst) of the hop's draws: ``k`` per frontier node and relation."""
+        """(relation, src, dst) of the hop's draws: ``k`` per frontier node and relation (with
+        ``blocks``, the frontier is every node reached so far)."""
         ri = self.index
         for r, et in enumerate(ri.edge_types):
             k = self.fanout.get(et, [0] * self.num_hops)[hop]
@@ -169,7 +177,22 @@ class NeighborSampler:
                 src = dst = torch.zeros(0, dtype=torch.long)
             out[et].edge_index = torch.stack([_positions(known[et[0]], src),
                                               _positions(known[et[2]], dst)])
+            if self.blocks:
+                out[et].edge_hop = torch.cat([torch.full((p[0].numel(),), p[2], dtype=torch.long)
+                                              for p in parts]) if parts else src.clone()
         return out
+
+
+def layer_edges(batch: HeteroData, num_layers: int) -> list[dict[EdgeType, torch.Tensor]]:
+    """Per layer, input layer first, the edges of a ``blocks`` batch that the layer aggregates:
+    layer ``l`` of ``L`` reads the edges drawn at hop ``L - 1 - l``, so the last layer reads the
+    seeds' own draws (DGL's block order)."""
+    out = []
+    for layer in range(num_layers):
+        hop = num_layers - 1 - layer
+        out.append({et: ei[:, batch[et].edge_hop == hop]
+                    for et, ei in batch.edge_index_dict.items()})
+    return out
 
 
 def subgraph_nodes(data: HeteroData, known: dict[str, torch.Tensor], input_type: str,
@@ -246,6 +269,6 @@ class NeighborLoader(SeedLoader):
     def __init__(self, data: HeteroData, num_neighbors, input_nodes: tuple[str, torch.Tensor],
                  batch_size: int = 1024, shuffle: bool = False,
                  generator: torch.Generator | None = None, joint: bool = False,
-                 blocked: torch.Tensor | None = None) -> None:
-        super().__init__(NeighborSampler(data, num_neighbors, joint, blocked), input_nodes,
-                         batch_size, shuffle, generator)
+                 blocked: torch.Tensor | None = None, blocks: bool = False) -> None:
+        super().__init__(NeighborSampler(data, num_neighbors, joint, blocked, blocks),
+                         input_nodes, batch_size, shuffle, generator)

@@ -29,6 +29,9 @@ class HeteroModel(nn.Module):
     #: every forward, and the full regime runs one forward per evaluated split (each split sees
     #: different labels).
     uses_labels: ClassVar[bool] = False
+    #: ``forward`` also takes a list of edge-index dicts, one per layer, input layer first (the
+    #: ``neighbor_blocks`` sampler's batches, DGL's blocks).
+    layerwise_edges: ClassVar[bool] = False
 
     @classmethod
     def default_config(cls) -> dict:

@@ -41,11 +41,13 @@ class RHGNN(HeteroModel):
     last layer runs the relations into the target, each earlier layer additionally those into the
     types the next one reads (the logits equal those of running every relation in every layer).
     The fusing weights are kept for the target's relations only (the official code allocates them
-    for every relation but reads only the target's).
+    for every relation but reads only the target's). ``forward`` takes one edge set for every
+    layer, or a list of them, one per layer (``train.sampler: neighbor_blocks``).
     """
 
     name = "rhgnn"
     regimes = ("full", "sampled")
+    layerwise_edges = True  # the official code runs on DGL blocks, one edge set per layer
 
     def __init__(self, in_channels: dict[str, int], metadata, target: str, hidden: int,
                  out_channels: int, layers: int = 2, heads: int = 8, relation_hidden: int = 8,
@@ -110,14 +112,20 @@ class RHGNN(HeteroModel):
                    config["relation_input"], config["dropout"], config["negative_slope"],
                    config["residual"], reverse, config["norm"])
 
-    def encode(self, x_dict: dict[str, Tensor], edge_index_dict: dict) -> tuple[Tensor, Tensor | None]:
+    def encode(self, x_dict: dict[str, Tensor], edge_index_dict: dict | list[dict]
+               ) -> tuple[Tensor, Tensor | None]:
         """The target's fused representation ``[N_target, H * D]`` and its fusing weights
-        ``[N_target, H, R_target]`` (``None`` without incoming relations)."""
+        ``[N_target, H, R_target]`` (``None`` without incoming relations). ``edge_index_dict``
+        may be a list with one dict per layer, input layer first (DGL-style blocks)."""
+        per_layer = edge_index_dict if isinstance(edge_index_dict, (list, tuple)) \
+            else [edge_index_dict] * len(self.convs)
+        if len(per_layer) != len(self.convs):
+            raise ValueError(f"{len(per_layer)} per-layer edge sets for {len(self.convs)} layers")
         h = self.encoder(x_dict)
         state = RHGNNConv.initial_state(h, self.edge_types)
         rel = self.relation_embedding
-        for conv, types in zip(self.convs, self.needed_types, strict=True):
-            state, rel = conv(state, edge_index_dict, rel, dst_types=types)
+        for conv, types, edges in zip(self.convs, self.needed_types, per_layer, strict=True):
+            state, rel = conv(state, edges, rel, dst_types=types)
         if self.fusing is None or any(et not in state for et in self.fused):
             return h[self.target], None
         return self.fusing(state, rel[self.fuse_index])
@@ -125,7 +133,7 @@ class RHGNN(HeteroModel):
     def output_layer(self) -> nn.Module:
         return self.classifier
 
-    def forward(self, x_dict: dict[str, Tensor], edge_index_dict: dict) -> Tensor:
+    def forward(self, x_dict: dict[str, Tensor], edge_index_dict: dict | list[dict]) -> Tensor:
         z, beta = self.encode(x_dict, edge_index_dict)
         self.last_beta = beta.detach() if beta is not None else None
         return self.classifier(z)

@@ -47,7 +47,9 @@ TRAIN_DEFAULTS: dict = {
         # script scores each epoch's validation with the training sampler and runs full-neighbour
         # inference only on the kept checkpoint)
         "monitor_num_neighbors": [],
-        # sampled regime: neighbor (num_neighbors per relation) | neighbor_joint (num_neighbors
+        # sampled regime: neighbor (num_neighbors per relation) | neighbor_blocks (the same, redrawn
+        # at each hop for every node reached so far, one edge set per layer: DGL's blocks, which
+        # R-HGNN's official sampler builds; models with layerwise_edges) | neighbor_joint (num_neighbors
         # per node over all relations together, every node so far redrawn each hop: LATTE's
         # official sampler, PyG 1.x NeighborSampler on the merged graph) | budget (HGT's, budget)
         "sampler": "neighbor",
@@ -89,7 +91,7 @@ CHOICES = {
     ("train", "regime"): ("", "full", "sampled", "precomputed"),
     ("train", "optimizer"): ("adam", "adamw"),
     ("train", "scheduler"): ("none", "onecycle", "cosine", "plateau", "cosine_warmup"),
-    ("train", "sampler"): ("neighbor", "neighbor_joint", "budget"),
+    ("train", "sampler"): ("neighbor", "neighbor_blocks", "neighbor_joint", "budget"),
     ("train", "loss_nodes"): ("seeds", "sampled"),
     ("train", "eval_order"): ("sorted", "shuffled"),
     ("train", "monitor"): ("accuracy", "micro_f1", "macro_f1", "mean_f1", "loss"),

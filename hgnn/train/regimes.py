@@ -15,7 +15,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from hgnn.data.budget_sampler import BudgetLoader
-from hgnn.data.sampler import NeighborLoader
+from hgnn.data.sampler import NeighborLoader, layer_edges
 from hgnn.data.task import TaskSpec
 from hgnn.errors import HgnnError
 from hgnn.models.base import HeteroModel
@@ -223,9 +223,19 @@ class FullBatch(Regime):
 class Sampled(Regime):
     """Mini-batches of training nodes with sampled neighbourhoods (``num_neighbors`` per hop)."""
 
-    def __init__(self, *args) -> None:
+    def __init__(self, *args, model: HeteroModel | None = None) -> None:
         super().__init__(*args)
         hops = self.cfg["num_neighbors"]
+        self.blocks = self.cfg.get("sampler", "neighbor") == "neighbor_blocks"
+        if self.blocks and model is not None and \
+                not getattr(getattr(model, "module", model), "layerwise_edges", False):
+            raise HgnnError("train.sampler neighbor_blocks gives each layer its own edges; "
+                            f"model '{model.name}' takes one edge set for all layers (use "
+                            "train.sampler neighbor)")
+        if self.blocks and self.cfg.get("loss_nodes", "seeds") == "sampled":
+            raise HgnnError("train.loss_nodes=sampled scores non-seed nodes, which a "
+                            "neighbor_blocks batch computes only up to its first layers; use "
+                            "loss_nodes=seeds")
         if self.cfg.get("inductive", False) and self.cfg.get("sampler", "neighbor") == "budget":
             raise HgnnError("train.inductive needs a neighbour sampler (train.sampler neighbor or "
                             "neighbor_joint), not budget")
@@ -243,9 +253,11 @@ class Sampled(Regime):
                 generator: torch.Generator | None, evaluation: bool = False,
                 fanout: list[int] | None = None) -> NeighborLoader | BudgetLoader:
         """``train.sampler``: ``neighbor`` (``fanout``, else ``num_neighbors`` per relation and
-        hop, or ``eval_num_neighbors`` when evaluating and set), ``neighbor_joint`` (the same
-        fan-outs per node over all relations together, LATTE's sampler) or ``budget`` (HGT's
-        budget sampling, ``train.budget`` nodes per type and iteration)."""
+        hop, or ``eval_num_neighbors`` when evaluating and set), ``neighbor_blocks`` (the same
+        fan-outs redrawn at each hop for every node reached so far, one edge set per layer:
+        DGL's blocks, R-HGNN's sampler), ``neighbor_joint`` (the same fan-outs per node over all
+        relations together, LATTE's sampler) or ``budget`` (HGT's budget sampling,
+        ``train.budget`` nodes per type and iteration)."""
         sampler = self.cfg.get("sampler", "neighbor")
         if sampler == "budget":
             return BudgetLoader(self.data, self.cfg["budget"], (self.task.target, ids),
@@ -257,7 +269,8 @@ class Sampled(Regime):
         return NeighborLoader(self.data, fanout, (self.task.target, ids),
                               batch_size=batch_size, shuffle=shuffle, generator=generator,
                               joint=sampler == "neighbor_joint",
-                              blocked=self.blocked.get(self.phase if evaluation else "train"))
+                              blocked=self.blocked.get(self.phase if evaluation else "train"),
+                              blocks=self.blocks)
 
     def _blocked_masks(self) -> dict[str, Tensor]:
         """``train.inductive``: per phase, the target nodes its batches must not contain:
@@ -270,7 +283,11 @@ class Sampled(Regime):
 
     def _forward(self, model: HeteroModel, batch: HeteroData, seeds_only: bool = True) -> Tensor:
         x_dict = {t: x.to(self.device) for t, x in batch.x_dict.items()}
-        ei = {et: e.to(self.device) for et, e in batch.edge_index_dict.items()}
+        if self.blocks:
+            ei = [{et: e.to(self.device) for et, e in layer.items()}
+                  for layer in layer_edges(batch, len(self.cfg["num_neighbors"]))]
+        else:
+            ei = {et: e.to(self.device) for et, e in batch.edge_index_dict.items()}
         store = batch[self.task.target]
         self._label_context(model, store.n_id, store.batch_size)
         out = model(x_dict, ei)
@@ -343,5 +360,5 @@ def make_regime(name: str, data: HeteroData, task: TaskSpec, train_config: dict,
     if name == "full":
         return FullBatch(data, task, train_config, device)
     if name == "sampled":
-        return Sampled(data, task, train_config, device)
+        return Sampled(data, task, train_config, device, model=model)
     return Precomputed(data, task, train_config, device, model=model)
