@@ -236,12 +236,10 @@ class Sampled(Regime):
             raise HgnnError("train.loss_nodes=sampled scores non-seed nodes, which a "
                             "neighbor_blocks batch computes only up to its first layers; use "
                             "loss_nodes=seeds")
-        if self.cfg.get("inductive", False) and self.cfg.get("sampler", "neighbor") == "budget":
-            raise HgnnError("train.inductive needs a neighbour sampler (train.sampler neighbor or "
-                            "neighbor_joint), not budget")
-        if self.cfg.get("monitor_num_neighbors") and self.cfg.get("sampler") == "budget":
-            raise HgnnError("train.monitor_num_neighbors needs a neighbour sampler (train.sampler "
-                            "neighbor or neighbor_joint), not budget")
+        for key in ("inductive", "monitor_num_neighbors"):
+            if self.cfg.get(key) and self.cfg.get("sampler") == "budget":
+                raise HgnnError(f"train.{key} needs a neighbour sampler (train.sampler neighbor, "
+                                "neighbor_blocks or neighbor_joint), not budget")
         for key in ("eval_num_neighbors", "monitor_num_neighbors"):
             fanout = self.cfg.get(key) or []
             if fanout and len(fanout) != len(hops):
