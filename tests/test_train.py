@@ -267,10 +267,11 @@ def test_training_on_blocks(tmp_path):
 @pytest.mark.parametrize("model_name, extra, message", [
     ("rgcn", {}, "neighbor_blocks gives each layer its own edges; model 'rgcn'"),
     ("rhgnn", {"loss_nodes": "sampled"}, "loss_nodes=sampled scores non-seed nodes"),
+    ("rhgnn", {"num_neighbors": [2, 2, 2]}, r"one hop per layer: .*\[2, 2, 2\] for 2 layers"),
 ])
 def test_neighbor_blocks_is_refused_where_it_cannot_work(model_name, extra, message):
     with pytest.raises(HgnnError, match=message):
-        _regimes(model_name, sampler="neighbor_blocks", num_neighbors=[2, 2], **extra)
+        _regimes(model_name, sampler="neighbor_blocks", **{"num_neighbors": [2, 2], **extra})
 
 
 def test_eval_num_neighbors_needs_one_entry_per_hop():

@@ -177,9 +177,9 @@ class NeighborSampler:
                 src = dst = torch.zeros(0, dtype=torch.long)
             out[et].edge_index = torch.stack([_positions(known[et[0]], src),
                                               _positions(known[et[2]], dst)])
-            if self.blocks:
+            if self.blocks:  # which hop drew each edge, in the order the parts were joined
                 out[et].edge_hop = torch.cat([torch.full((p[0].numel(),), p[2], dtype=torch.long)
-                                              for p in parts]) if parts else src.clone()
+                                              for p in parts] or [torch.zeros(0, dtype=torch.long)])
         return out
 
 

@@ -33,6 +33,11 @@ class HeteroModel(nn.Module):
     #: ``neighbor_blocks`` sampler's batches, DGL's blocks).
     layerwise_edges: ClassVar[bool] = False
 
+    @property
+    def num_layers(self) -> int:
+        """Message-passing layers (with ``layerwise_edges``: edge sets ``forward`` takes)."""
+        raise NotImplementedError
+
     @classmethod
     def default_config(cls) -> dict:
         """The model section of the config: every key the model accepts, with its default."""

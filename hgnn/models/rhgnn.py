@@ -130,6 +130,10 @@ class RHGNN(HeteroModel):
             return h[self.target], None
         return self.fusing(state, rel[self.fuse_index])
 
+    @property
+    def num_layers(self) -> int:
+        return len(self.convs)
+
     def output_layer(self) -> nn.Module:
         return self.classifier
 

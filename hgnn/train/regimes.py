@@ -227,11 +227,15 @@ class Sampled(Regime):
         super().__init__(*args)
         hops = self.cfg["num_neighbors"]
         self.blocks = self.cfg.get("sampler", "neighbor") == "neighbor_blocks"
-        if self.blocks and model is not None and \
-                not getattr(getattr(model, "module", model), "layerwise_edges", False):
-            raise HgnnError("train.sampler neighbor_blocks gives each layer its own edges; "
-                            f"model '{model.name}' takes one edge set for all layers (use "
-                            "train.sampler neighbor)")
+        inner = getattr(model, "module", model)
+        if self.blocks and model is not None:
+            if not inner.layerwise_edges:
+                raise HgnnError("train.sampler neighbor_blocks gives each layer its own edges; "
+                                f"model '{model.name}' takes one edge set for all layers (use "
+                                "train.sampler neighbor)")
+            if inner.num_layers != len(hops):
+                raise HgnnError(f"train.sampler neighbor_blocks draws one hop per layer: "
+                                f"train.num_neighbors {hops} for {inner.num_layers} layers")
         if self.blocks and self.cfg.get("loss_nodes", "seeds") == "sampled":
             raise HgnnError("train.loss_nodes=sampled scores non-seed nodes, which a "
                             "neighbor_blocks batch computes only up to its first layers; use "
