@@ -515,6 +515,9 @@ class _TwoParams(torch.nn.Module):
     def no_weight_decay(self):
         return {"lin.bias"}
 
+    def lr_groups(self, lr):
+        return []
+
 
 def _opt_cfg(**kw):
     from hgnn.train.config import TRAIN_DEFAULTS

@@ -50,7 +50,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--root", help="data root")
     r.add_argument("--device", default="cpu")
     r.add_argument("--explain", action="store_true",
-                   help="also print each node type's average relation weights (rhgnn, latte) and "
+                   help="also print each node type's average relation weights (rhgnn, latte; gtn: "
+                        "each relation selection's weights) and "
                         "write them to OUT.explain.json")
     r.set_defaults(func=cmd_predict)
 

@@ -1,6 +1,7 @@
 """What every model in the zoo declares so one trainer can run it."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -78,6 +79,12 @@ class HeteroModel(nn.Module):
         node embedding that embedding-based protocols (MAGNN's SVM test) score; ``None`` when
         the last graph layer emits the logits itself (RGCN, MLP), whose output then stands in."""
         return None
+
+    def lr_groups(self, lr: float) -> list[tuple[list[str], Callable[[int], float]]]:
+        """Parameters trained at a rate of their own: ``(names, rate at epoch e)`` per group (GTN's
+        relation selections). ``lr`` is the configured base rate. The trainer sets the rate before
+        every epoch, so a resumed run needs no schedule state."""
+        return []
 
     def no_weight_decay(self) -> set[str]:
         """Names of parameters (as in ``named_parameters``) the optimiser must not decay."""

@@ -14,6 +14,7 @@ MODELS: dict[str, str] = {
     "rhgnn": "hgnn.models.rhgnn:RHGNN",
     "latte": "hgnn.models.latte:LATTE",
     "h2gformer": "hgnn.models.h2gformer:H2GFormer",
+    "gtn": "hgnn.models.gtn:GTN",
 }
 DEFAULT_MODEL = "rphgnn"
 

@@ -1,4 +1,5 @@
 """PyG-compatible heterogeneous layers: they take ``x_dict`` and ``edge_index_dict``."""
+from hgnn.nn.gtn_conv import GTNConv
 from hgnn.nn.h2gformer_layer import H2GFormerLayer
 from hgnn.nn.hetero_label_encoder import MaskedLabelEncoder
 from hgnn.nn.hgt_conv import HGTConv
@@ -11,5 +12,5 @@ from hgnn.nn.type_encoder import TypeEncoder
 
 __all__ = ["HGTConv", "RGCNConv", "RpHGNNEncoder", "TypeEncoder", "rphgnn_precompute",
            "sparse_random_projection"]
-__all__ += ["H2GFormerLayer", "LATTE", "LATTEConv", "MaskedLabelEncoder", "RHGNNConv",
+__all__ += ["GTNConv", "H2GFormerLayer", "LATTE", "LATTEConv", "MaskedLabelEncoder", "RHGNNConv",
             "RelationFusing"]

@@ -94,12 +94,22 @@ def make_optimizer(model: HeteroModel, cfg: dict, steps_per_epoch: int = 1):
     """The optimiser (parameters named by ``model.no_weight_decay()`` in an undecayed group) and
     the learning-rate scheduler. ``scheduler.step()`` is due once per epoch, except for ``cosine``
     (once per optimisation step, as R-HGNN's code does) and ``plateau`` (once per epoch with the
-    validation loss). ``steps_per_epoch`` counts optimiser steps (batches / ``accumulate``)."""
+    validation loss). ``steps_per_epoch`` counts optimiser steps (batches / ``accumulate``).
+    Parameters in ``model.lr_groups`` get a group each, last, starting at their epoch -1 rate
+    (the trainer sets each epoch's rate before it trains)."""
     cls = torch.optim.AdamW if cfg["optimizer"] == "adamw" else torch.optim.Adam
     skip = model.no_weight_decay()
-    decay = [p for n, p in model.named_parameters() if n not in skip]
-    no_decay = [p for n, p in model.named_parameters() if n in skip]
+    own = model.lr_groups(cfg["lr"])
+    if own and cfg["scheduler"] != "none":
+        raise HgnnError(f"model '{model.name}' sets its own learning rate for some parameters "
+                        f"(model.select_lr), which train.scheduler '{cfg['scheduler']}' would "
+                        "override; use train.scheduler none or drop the model's rate")
+    params = dict(model.named_parameters())
+    apart = {n for names, _ in own for n in names}
+    decay = [p for n, p in params.items() if n not in skip and n not in apart]
+    no_decay = [p for n, p in params.items() if n in skip and n not in apart]
     groups = [{"params": decay}] + ([{"params": no_decay, "weight_decay": 0.0}] if no_decay else [])
+    groups += [{"params": [params[n] for n in names], "lr": at(-1)} for names, at in own]
     optimizer = cls(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scheduler = None
     if cfg["scheduler"] == "onecycle":
@@ -146,6 +156,7 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
             find_unused_parameters=True)  # relations can be absent from a sampled batch
     optimizer, scheduler = make_optimizer(model, cfg, regime.optimizer_steps_per_epoch())
     per_step = scheduler if cfg["scheduler"] == "cosine" else None
+    own_lr = model.lr_groups(cfg["lr"])  # set before every epoch: a resumed run needs no state
     meta = run.meta(model, data)
     last_path, best_path = run.out_dir / "last.pt", run.out_dir / "best.pt"
 
@@ -179,6 +190,9 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         if stopped:
             break
         t0 = time.perf_counter()
+        first_own = len(optimizer.param_groups) - len(own_lr)
+        for group, (_, at) in zip(optimizer.param_groups[first_own:], own_lr, strict=True):
+            group["lr"] = at(epoch)
         loss = regime.train_epoch(trained, optimizer, per_step, epoch)
         if scheduler is not None and cfg["scheduler"] in ("onecycle", "cosine_warmup"):
             scheduler.step()

@@ -1,0 +1,209 @@
+"""GTN: the layer against GTN's dense formulas, the closed-walk diagonals, the model and its
+learning-rate rule."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from hgnn.errors import HgnnError
+from hgnn.models.gtn import GTN, select_lr
+from hgnn.nn.gtn_conv import GTNConv, closed_walks, metapath_operands
+
+SIZES = {"a": 3, "b": 2, "c": 2}  # c's second node has no edge at all
+
+
+def tiny_edges() -> dict:
+    def e(src, dst):
+        return torch.tensor([src, dst])
+    return {("a", "to", "b"): e([0, 1, 2], [0, 0, 1]),
+            ("b", "to", "a"): e([0, 0, 1], [0, 1, 2]),
+            ("b", "to", "c"): e([1], [0]),
+            ("c", "to", "b"): e([0], [1]),
+            ("a", "cites", "a"): e([0, 1, 2], [0, 2, 1])}  # node 0 cites itself
+
+
+def dense_relations(edges: dict) -> list[torch.Tensor]:
+    offsets = dict(zip(SIZES, np.cumsum([0, *SIZES.values()])[:-1], strict=True))
+    n = sum(SIZES.values())
+    mats = []
+    for (src, _, dst), ei in edges.items():
+        m = torch.zeros(n, n, dtype=torch.float64)
+        m[ei[0] + int(offsets[src]), ei[1] + int(offsets[dst])] = 1.0
+        mats.append(m)
+    return mats + [torch.eye(n, dtype=torch.float64)]
+
+
+def reference(conv: GTNConv, x: torch.Tensor, edges: dict) -> torch.Tensor:
+    """GTN's main.py (row) / main_sparse.py (column) on dense matrices, channel by channel."""
+    mats = dense_relations(edges)
+    n = mats[0].size(0)
+    eye = torch.eye(n, dtype=torch.float64)
+    w = torch.softmax(conv.selection.double(), -1)
+    y = x.double() @ conv.weight.double() if conv.weight is not None else x.double()
+    out = []
+    for c in range(conv.channels):
+        q = [sum(w[m, c, k] * a for k, a in enumerate(mats)) for m in range(conv.layers + 1)]
+        h = q[0] @ q[1]
+        for m in range(2, conv.layers + 1):
+            h = h * (1 - eye)
+            if conv.normalization == "row":
+                deg = h.sum(1)
+                inv = torch.where(deg > 0, 1 / torch.where(deg > 0, deg, 1), 0)
+                h = inv[:, None] * h
+            else:
+                deg = h.sum(0).detach()
+                h = h / torch.where(deg > 0, deg, 1)[None, :]
+            h = h @ q[m]
+        h = h * (1 - eye) + eye
+        if conv.normalization == "row":
+            out.append((h / h.sum(1, keepdim=True)) @ y)
+        else:
+            out.append((h / h.sum(0, keepdim=True)).t() @ y + conv.bias.double())
+    return torch.cat(out, 1)
+
+
+def make(layers: int, normalization: str, in_channels: int | None = 4, seed: int = 0) -> GTNConv:
+    torch.manual_seed(seed)
+    conv = GTNConv(in_channels, 3, len(tiny_edges()) + 1, channels=2, layers=layers,
+                   normalization=normalization)
+    with torch.no_grad():  # away from the uniform start, so every relation weighs differently
+        conv.selection.normal_()
+        if conv.bias is not None:
+            conv.bias.normal_()
+    return conv
+
+
+@pytest.mark.parametrize("normalization", ["row", "column"])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_layer_matches_gtn_dense_formulas(layers, normalization):
+    conv, edges = make(layers, normalization), tiny_edges()
+    x = torch.randn(sum(SIZES.values()), 4, requires_grad=True)
+    x_dict = dict(zip(SIZES, x.split(list(SIZES.values())), strict=True))
+    out, ref = torch.cat(list(conv(x_dict, edges).values())), reference(conv, x, edges)
+    assert out.shape == (7, 6)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-6)
+    probe = torch.randn_like(ref)
+    inputs = [conv.selection, conv.weight, x] + ([conv.bias] if conv.bias is not None else [])
+    got = torch.autograd.grad((out * probe.float()).sum(), inputs)
+    want = torch.autograd.grad((ref * probe).sum(), inputs)
+    for g, r in zip(got, want, strict=True):
+        torch.testing.assert_close(g.double(), r.double(), rtol=1e-4, atol=1e-5)
+
+
+def test_row_without_paths_gets_weight_zero_before_the_last_layer():
+    # c's node 1 has no edge: only its identity path, whose diagonal GTN's norm removes.
+    conv, edges = make(2, "row"), tiny_edges()
+    x = torch.randn(7, 4)
+    out = conv.propagate(x, metapath_operands(edges, SIZES, 3, "row"))
+    y = x @ conv.weight
+    torch.testing.assert_close(out[6], torch.cat([y[6], y[6]]))  # only the added identity left
+
+
+def test_closed_walks_match_matrix_products():
+    rng = np.random.default_rng(0)
+    mats = [sp.csr_matrix(rng.random((5, 5)) < 0.3, dtype=np.float64) for _ in range(2)]
+    mats.append(sp.identity(5, format="csr"))
+    walks = closed_walks(mats, 3)
+    dense = [m.toarray() for m in mats]
+    for r in (1, 2, 3):
+        assert walks[r].shape == (3,) * r + (5,)
+        for key in itertools.product(range(3), repeat=r):
+            prod = np.linalg.multi_dot([dense[k] for k in key]) if r > 1 else dense[key[0]]
+            np.testing.assert_allclose(walks[r][key], np.diag(prod), rtol=1e-6)
+
+
+def test_projected_input_and_bad_arguments():
+    conv = make(2, "row", in_channels=None)
+    assert conv.weight is None
+    x = torch.randn(7, 3)
+    torch.testing.assert_close(conv.propagate(x, metapath_operands(tiny_edges(), SIZES, 3, "row"))
+                               .double(),
+                               reference(conv, x, tiny_edges()), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="normalization"):
+        GTNConv(4, 3, 6, normalization="sym")
+    edges = dict(list(tiny_edges().items())[:3])
+    with pytest.raises(ValueError, match="selects among 6 relations.*graph has 4"):
+        make(2, "row").propagate(torch.randn(7, 4), metapath_operands(edges, SIZES, 3, "row"))
+
+
+def test_select_lr_follows_gtn_main():
+    at = select_lr(0.5, 0.9, 0.005)
+    assert at(0) == pytest.approx(0.45)  # decayed before the first step
+    assert at(9) == pytest.approx(0.5 * 0.9 ** 10)
+    assert at(43) == pytest.approx(0.5 * 0.9 ** 44) and at(43) < 0.005 < at(42)
+    assert at(100) == at(43)
+
+
+def tiny_graph():
+    from torch_geometric.data import HeteroData
+
+    from hgnn.data.task import TaskSpec
+
+    data = HeteroData()
+    for t, n in SIZES.items():
+        data[t].x = torch.randn(n, 4)
+    data["c"].x = torch.arange(2)  # featureless: an embedding row per node
+    for et, ei in tiny_edges().items():
+        data[et].edge_index = ei
+    return data, TaskSpec(target="b", num_classes=2, multilabel=False,
+                          metrics=("macro_f1",), split="fixed")
+
+
+def test_model_outputs_the_target_rows_and_hooks():
+    data, task = tiny_graph()
+    model = GTN.build(data, task, {**GTN.default_config(), "select_lr": 0.5})
+    assert model.encoder is not None and model.conv.weight is None  # widths differ
+    logits = model(data.x_dict, data.edge_index_dict)
+    assert logits.shape == (2, 2)
+    (names, at), = model.lr_groups(0.005)
+    assert names == ["conv.selection"] and at(0) == pytest.approx(0.45)
+    table = model.explain(data.x_dict, data.edge_index_dict)
+    assert len(table) == 3 * 2 and sum(table["selection 0, channel 0"].values()) == \
+        pytest.approx(1.0)
+    assert list(table["selection 1, channel 1"])[-1] == "identity"
+    shared = GTN.build(_one_width(data), task, GTN.default_config())
+    assert shared.encoder is None and shared.conv.weight.shape == (4, 64)
+    with pytest.raises(HgnnError, match="normalization"):
+        GTN.build(data, task, {**GTN.default_config(), "normalization": "sym"})
+
+
+def _one_width(data):
+    data = data.clone()
+    data["c"].x = torch.randn(2, 4)
+    return data
+
+
+def test_trainer_sets_the_selection_rate_each_epoch(tmp_path, one_thread):
+    from hgnn.train.checkpoint import load_checkpoint
+    from hgnn.train.experiment import run_experiment
+
+    run_experiment("gtn", "synthetic", [0],
+                   overrides=["train.epochs=3", "model.select_lr=0.5", "model.hidden=8",
+                              "train.lr=0.005"],
+                   out_dir=tmp_path / "gtn", quiet=True, dataset_options={"scale": 0.1})
+    groups = load_checkpoint(tmp_path / "gtn" / "seed_0" / "last.pt")["optimizer_state"][
+        "param_groups"]
+    assert groups[-1]["lr"] == pytest.approx(0.5 * 0.9 ** 3) and groups[0]["lr"] == 0.005
+    with pytest.raises(HgnnError, match="train.scheduler 'cosine' would override"):
+        run_experiment("gtn", "synthetic", [0],
+                       overrides=["train.epochs=1", "model.select_lr=0.5",
+                                  "train.scheduler=cosine"],
+                       out_dir=tmp_path / "bad", quiet=True, dataset_options={"scale": 0.1})
+
+
+def test_gtn_beats_mlp_on_synthetic(tmp_path, one_thread):
+    from hgnn.train.experiment import run_experiment
+
+    small = {"scale": 0.25}
+    gtn = run_experiment("gtn", "synthetic", [0],
+                         overrides=["train.epochs=40", "train.lr=0.01", "train.patience=0"],
+                         out_dir=tmp_path / "gtn", quiet=True, dataset_options=small)
+    mlp = run_experiment("mlp", "synthetic", [0], overrides=["train.epochs=60", "train.lr=0.01"],
+                         out_dir=tmp_path / "mlp", quiet=True, dataset_options=small)
+    acc = gtn["metrics"]["test"]["accuracy"]["mean"]
+    mlp_acc = mlp["metrics"]["test"]["accuracy"]["mean"]
+    assert acc > mlp_acc + 0.2, (acc, mlp_acc)
