@@ -116,6 +116,15 @@ def test_closed_walks_match_matrix_products():
             np.testing.assert_allclose(walks[r][key], np.diag(prod), rtol=1e-6)
 
 
+def test_operands_follow_the_type_order():
+    edges = tiny_edges()
+    first = metapath_operands(edges, SIZES, 2, "column")
+    flipped = metapath_operands(edges, dict(reversed(SIZES.items())), 2, "column")
+    assert first is not flipped
+    assert first.entries[:, 0].tolist() == [0, 3, 0]  # a0 -> b0, the first a -> b edge
+    assert flipped.entries[:, 0].tolist() == [0, 3, 3]  # c0 -> b1 (relation 3) now leads
+
+
 def test_projected_input_and_bad_arguments():
     conv = make(2, "row", in_channels=None)
     assert conv.weight is None

@@ -168,8 +168,9 @@ def metapath_operands(edge_index_dict: dict[EdgeType, Tensor], num_nodes: dict[s
         return MetaPathOperands(n, relations, walks, torch.from_numpy(entries).long().to(device),
                                 products, final, final_order)
 
+    # The type order sets the global ids, and the shared key ignores it.
     return cached_by_edges(_CACHE, edge_index_dict, num_nodes, build,
-                           extra=(length, normalization), size=2)
+                           extra=(length, normalization, tuple(num_nodes)), size=2)
 
 
 def _contract(walks: Tensor, weights: list[Tensor]) -> Tensor:
