@@ -41,7 +41,7 @@ class GTN(HeteroModel):
 
     def __init__(self, node_types: list[str], num_relations: int, target: str,
                  in_channels: dict[str, int], hidden: int, out_channels: int, channels: int = 2,
-                 layers: int = 2, normalization: str = "row", select_lr: float | None = None,
+                 layers: int = 2, normalization: str = "row", select_lr: float = 0.0,
                  select_lr_decay: float = 0.9) -> None:
         super().__init__()
         self.node_types, self.target = list(node_types), target
