@@ -1,4 +1,5 @@
-"""Shared fixtures: a private cache folder per test session, and the real-data root."""
+"""Shared fixtures: a private cache folder per test session, the real-data root, and the MLP
+baseline on the small synthetic graph that models are compared with."""
 from __future__ import annotations
 
 import os
@@ -46,3 +47,34 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+SMALL_SYNTHETIC = {"scale": 0.25}  # 1,500 target nodes: seconds per run
+
+
+def train_small_synthetic(model: str, out_dir: Path, *overrides: str) -> dict:
+    """Train ``model`` on the small synthetic graph, seed 0; returns the run summary."""
+    from hgnn.train.experiment import run_experiment
+
+    return run_experiment(model, "synthetic", [0], overrides=list(overrides), out_dir=out_dir,
+                          quiet=True, dataset_options=SMALL_SYNTHETIC)
+
+
+def test_accuracy(summary: dict) -> float:
+    return summary["metrics"]["test"]["accuracy"]["mean"]
+
+
+test_accuracy.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope="session")
+def mlp_synthetic_accuracy(tmp_path_factory) -> float:
+    """Test accuracy of the MLP baseline on the small synthetic graph (seed 0), trained once."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        summary = train_small_synthetic("mlp", tmp_path_factory.mktemp("mlp"), "train.epochs=60",
+                                        "train.lr=0.01")
+    finally:
+        torch.set_num_threads(old)
+    return test_accuracy(summary)

@@ -12,6 +12,7 @@ import torch
 from hgnn.errors import HgnnError
 from hgnn.models.gtn import GTN, select_lr
 from hgnn.nn.gtn_conv import GTNConv, closed_walks, metapath_operands
+from tests.conftest import test_accuracy, train_small_synthetic
 
 SIZES = {"a": 3, "b": 2, "c": 2}  # c's second node has no edge at all
 
@@ -204,15 +205,8 @@ def test_trainer_sets_the_selection_rate_each_epoch(tmp_path, one_thread):
                        out_dir=tmp_path / "bad", quiet=True, dataset_options={"scale": 0.1})
 
 
-def test_gtn_beats_mlp_on_synthetic(tmp_path, one_thread):
-    from hgnn.train.experiment import run_experiment
-
-    small = {"scale": 0.25}
-    gtn = run_experiment("gtn", "synthetic", [0],
-                         overrides=["train.epochs=40", "train.lr=0.01", "train.patience=0"],
-                         out_dir=tmp_path / "gtn", quiet=True, dataset_options=small)
-    mlp = run_experiment("mlp", "synthetic", [0], overrides=["train.epochs=60", "train.lr=0.01"],
-                         out_dir=tmp_path / "mlp", quiet=True, dataset_options=small)
-    acc = gtn["metrics"]["test"]["accuracy"]["mean"]
-    mlp_acc = mlp["metrics"]["test"]["accuracy"]["mean"]
-    assert acc > mlp_acc + 0.2, (acc, mlp_acc)
+def test_gtn_beats_mlp_on_synthetic(tmp_path, one_thread, mlp_synthetic_accuracy):
+    gtn = train_small_synthetic("gtn", tmp_path, "train.epochs=40", "train.lr=0.01",
+                                "train.patience=0")
+    assert test_accuracy(gtn) > mlp_synthetic_accuracy + 0.2, \
+        (test_accuracy(gtn), mlp_synthetic_accuracy)

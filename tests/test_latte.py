@@ -22,6 +22,7 @@ from hgnn.nn.latte_conv import (
     negative_pairs,
     tail_type,
 )
+from tests.conftest import test_accuracy, train_small_synthetic
 
 BX, AR, CY, BW, CE = ("b", "x", "a"), ("a", "rx", "b"), ("c", "y", "a"), ("b", "w", "b"), ("c", "e", "b")
 SIZES = {"a": 4, "b": 3, "c": 2}
@@ -430,21 +431,14 @@ def test_model_on_a_sampled_batch():
     (logits.sum() + model.auxiliary_loss()).backward()
 
 
-def test_latte_beats_mlp_on_synthetic(tmp_path, one_thread):
+def test_latte_beats_mlp_on_synthetic(tmp_path, one_thread, mlp_synthetic_accuracy):
     from hgnn.models import registry
-    from hgnn.train.experiment import run_experiment
 
     registry.MODELS.setdefault("latte", "hgnn.models.latte:LATTE")
-    small = {"scale": 0.25}
-    latte = run_experiment("latte", "synthetic", [0],
-                           overrides=["train.epochs=20", "train.lr=0.01", "train.patience=0",
-                                      "model.layers=1", "model.hidden=32"],
-                           out_dir=tmp_path / "latte", quiet=True, dataset_options=small)
-    mlp = run_experiment("mlp", "synthetic", [0], overrides=["train.epochs=60", "train.lr=0.01"],
-                         out_dir=tmp_path / "mlp", quiet=True, dataset_options=small)
-    acc = latte["metrics"]["test"]["accuracy"]["mean"]
-    mlp_acc = mlp["metrics"]["test"]["accuracy"]["mean"]
-    assert acc > mlp_acc + 0.3, (acc, mlp_acc)
+    latte = train_small_synthetic("latte", tmp_path, "train.epochs=20", "train.lr=0.01",
+                                  "train.patience=0", "model.layers=1", "model.hidden=32")
+    assert test_accuracy(latte) > mlp_synthetic_accuracy + 0.3, \
+        (test_accuracy(latte), mlp_synthetic_accuracy)
 
 
 @pytest.mark.parametrize("norm", ["layer", "batch"])

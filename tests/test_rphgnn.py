@@ -16,7 +16,7 @@ from hgnn.models.rphgnn import RpHGNN
 from hgnn.nn.rphgnn import rphgnn_precompute, sparse_random_projection
 from hgnn.nn.rphgnn_encoder import RpHGNNEncoder
 from hgnn.ops.typed import per_relation_aggregate
-from hgnn.train.experiment import run_experiment
+from tests.conftest import test_accuracy, train_small_synthetic
 
 
 def tiny_graph(widths: dict[str, int]) -> HeteroData:
@@ -251,15 +251,10 @@ def test_encoder_shapes_and_merge():
 
 # --- (d) training -----------------------------------------------------------------------------
 
-def test_rphgnn_beats_mlp_on_synthetic(tmp_path, one_thread):
-    small = {"scale": 0.25}
-    rp = run_experiment("rphgnn", "synthetic", [0], overrides=["train.epochs=15"],
-                        out_dir=tmp_path / "rp", quiet=True, dataset_options=small)
-    mlp = run_experiment("mlp", "synthetic", [0], overrides=["train.epochs=60", "train.lr=0.01"],
-                         out_dir=tmp_path / "mlp", quiet=True, dataset_options=small)
-    rp_acc = rp["metrics"]["test"]["accuracy"]["mean"]
-    mlp_acc = mlp["metrics"]["test"]["accuracy"]["mean"]
-    assert rp_acc > mlp_acc + 0.3, (rp_acc, mlp_acc)
+def test_rphgnn_beats_mlp_on_synthetic(tmp_path, one_thread, mlp_synthetic_accuracy):
+    rp = train_small_synthetic("rphgnn", tmp_path, "train.epochs=15")
+    assert test_accuracy(rp) > mlp_synthetic_accuracy + 0.3, \
+        (test_accuracy(rp), mlp_synthetic_accuracy)
     assert rp["per_seed"][0]["regime"] == "precomputed"
     assert rp["timings"]["precompute_s"] > 0
 
