@@ -72,13 +72,14 @@ def test_multilabel_tasks_are_refused(tmp_path, monkeypatch):
                    quiet=True, dataset_options=SMALL)
     import hgnn.train.inference as inference
 
-    real = inference.restore
+    real = inference.load_restored
 
     def multilabel(*args, **kw):
-        model, regime, data, task, ckpt = real(*args, **kw)
-        return model, regime, data, dataclasses.replace(task, multilabel=True), ckpt
+        restored = real(*args, **kw)
+        return dataclasses.replace(restored, task=dataclasses.replace(restored.task,
+                                                                      multilabel=True))
 
-    monkeypatch.setattr(inference, "restore", multilabel)
+    monkeypatch.setattr(inference, "load_restored", multilabel)
     with pytest.raises(HgnnError, match="needs a single-label task"):
         svm_evaluate_checkpoint(tmp_path / "seed_0" / "best.pt")
 
@@ -86,3 +87,23 @@ def test_multilabel_tasks_are_refused(tmp_path, monkeypatch):
 def test_split_embeddings_refuse_a_batched_regime():
     with pytest.raises(ValueError, match="needs a full-batch regime"):
         split_embeddings(torch.nn.Linear(2, 2), object())
+
+
+def test_evaluate_with_svm_restores_the_checkpoint_once(tmp_path, monkeypatch, capsys):
+    import argparse
+    import json
+
+    import hgnn.train.inference as inference
+    from hgnn.cli.train import cmd_evaluate
+
+    run_experiment("rgcn", "synthetic", [0], overrides=["train.epochs=1"], out_dir=tmp_path,
+                   quiet=True, dataset_options=SMALL)
+    loads, real = [], inference.load_prepared
+    monkeypatch.setattr(inference, "load_prepared", lambda *a, **k: loads.append(a) or real(*a, **k))
+    args = argparse.Namespace(checkpoint=str(tmp_path / "seed_0" / "best.pt"), dataset=None,
+                              root=None, device="cpu", json=True, svm=True)
+    cmd_evaluate(args)
+    result = json.loads(capsys.readouterr().out)
+    assert len(loads) == 1 and len(result["svm"]) == 4 and "micro_f1" in result["test"]
+    restored = inference.load_restored(args.checkpoint)
+    assert restored.regime() is restored.regime("full")  # a full-batch model: one regime

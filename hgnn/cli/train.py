@@ -130,14 +130,14 @@ def _print_summary(args: argparse.Namespace, summary: dict) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from hgnn.train.inference import evaluate_checkpoint
+    from hgnn.train.inference import evaluate_restored, load_restored
 
-    result = evaluate_checkpoint(args.checkpoint, args.dataset, args.root, args.device)
-    if args.svm:
-        from hgnn.train.svm_protocol import svm_evaluate_checkpoint
+    restored = load_restored(args.checkpoint, args.dataset, args.root, args.device)
+    result = evaluate_restored(restored)
+    if args.svm:  # on the same graph and weights, in the full-batch regime
+        from hgnn.train.svm_protocol import svm_evaluate
 
-        result["svm"] = svm_evaluate_checkpoint(args.checkpoint, args.dataset, args.root,
-                                                args.device)
+        result["svm"] = svm_evaluate(restored)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -1,32 +1,64 @@
 """Re-open a trained checkpoint: score it (``hgnn evaluate``) or write predictions (``hgnn predict``)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch_geometric.data import HeteroData
 
+from hgnn.data.task import TaskSpec
 from hgnn.errors import HgnnError
 from hgnn.models import get_model_class
+from hgnn.models.base import HeteroModel
 from hgnn.train.checkpoint import load_checkpoint
 from hgnn.train.config import with_defaults
 from hgnn.train.experiment import load_prepared
 from hgnn.train.metrics import compute_metrics, predict
-from hgnn.train.regimes import make_regime
+from hgnn.train.regimes import Regime, make_regime
 from hgnn.train.trainer import graph_schema
 
 
-def restore(checkpoint: str | Path, dataset: str | None = None, root: str | None = None,
-            device: str = "cpu", regime: str | None = None):
-    """(model, regime, data, task, meta) rebuilt from a checkpoint, on its dataset or another;
-    ``regime`` scores it in that regime instead of the one it trained in."""
+@dataclass
+class Restored:
+    """A checkpoint's model on its prepared graph (or another's), with regimes built on request:
+    scoring it in two regimes (``hgnn evaluate --svm``) loads the graph and the weights once."""
+
+    checkpoint: Path
+    dataset: str
+    model: HeteroModel
+    data: HeteroData
+    task: TaskSpec
+    meta: dict
+    train_config: dict
+    device: torch.device
+    regimes: dict[str, Regime] = field(default_factory=dict, repr=False)
+
+    def regime(self, name: str | None = None) -> Regime:
+        """The regime the model trained in (``None``), or ``name`` instead; built once each."""
+        cls = type(self.model)
+        if name is not None and name not in cls.regimes:
+            raise HgnnError(f"model '{self.meta['model_name']}' has no {name} regime "
+                            f"(it has {', '.join(cls.regimes)})")
+        cfg = self.train_config
+        if name is not None and name != cfg["regime"]:
+            # inductive batches belong to the sampled regime the model trained in
+            cfg = {**cfg, "regime": name, "inductive": False}
+        resolved = cfg["regime"] or cls.regimes[0]
+        if resolved not in self.regimes:
+            self.regimes[resolved] = make_regime(resolved, self.data, self.task, cfg, self.device,
+                                                 self.model)
+        return self.regimes[resolved]
+
+
+def load_restored(checkpoint: str | Path, dataset: str | None = None, root: str | None = None,
+                  device: str = "cpu") -> Restored:
+    """A checkpoint's model rebuilt on its dataset or another with the same schema."""
     ckpt = load_checkpoint(checkpoint)
     for key in ("model_name", "dataset", "seed", "config", "task", "schema", "model_state"):
         if key not in ckpt:
             raise HgnnError(f"{checkpoint}: checkpoint lacks '{key}'")
     model_cls = get_model_class(ckpt["model_name"])
-    if regime is not None and regime not in model_cls.regimes:
-        raise HgnnError(f"{checkpoint}: model '{ckpt['model_name']}' has no {regime} regime "
-                        f"(it has {', '.join(model_cls.regimes)})")
     config = with_defaults(ckpt["config"], model_cls.default_config())
     options = ckpt.get("dataset_options") if dataset is None else None
     data, task = load_prepared(dataset or ckpt["dataset"], root, ckpt["seed"], config, options)
@@ -43,23 +75,33 @@ def restore(checkpoint: str | Path, dataset: str | None = None, root: str | None
     except RuntimeError as exc:
         raise HgnnError(f"{checkpoint}: weights do not fit the model "
                         f"({str(exc).splitlines()[0][:160]})") from None
-    train_cfg = config["train"]
-    if regime is not None and regime != train_cfg["regime"]:
-        # inductive batches belong to the sampled regime the model trained in
-        train_cfg = {**train_cfg, "regime": regime, "inductive": False}
-    regime_name = train_cfg["regime"] or model_cls.regimes[0]
-    return model, make_regime(regime_name, data, task, train_cfg, dev, model), data, task, ckpt
+    return Restored(Path(checkpoint), dataset or ckpt["dataset"], model, data, task, ckpt,
+                    config["train"], dev)
+
+
+def restore(checkpoint: str | Path, dataset: str | None = None, root: str | None = None,
+            device: str = "cpu", regime: str | None = None):
+    """(model, regime, data, task, meta) rebuilt from a checkpoint, on its dataset or another;
+    ``regime`` scores it in that regime instead of the one it trained in."""
+    restored = load_restored(checkpoint, dataset, root, device)
+    return restored.model, restored.regime(regime), restored.data, restored.task, restored.meta
+
+
+def evaluate_restored(restored: Restored) -> dict:
+    """Validation and test metrics of a restored checkpoint (the full test set), in the regime it
+    trained in."""
+    regime, meta = restored.regime(), restored.meta
+    logits = regime.logits(restored.model, ("val", "test"))
+    return {"checkpoint": str(restored.checkpoint), "model": meta["model_name"],
+            "dataset": restored.dataset, "seed": meta["seed"], "epoch": meta.get("epoch"),
+            **{s: compute_metrics(logits[s], regime.labels[regime.split_ids[s]], restored.task)
+               for s in ("val", "test")}}
 
 
 def evaluate_checkpoint(checkpoint: str | Path, dataset: str | None = None,
                         root: str | None = None, device: str = "cpu") -> dict:
     """Validation and test metrics of a checkpoint (the full test set)."""
-    model, regime, _, task, ckpt = restore(checkpoint, dataset, root, device)
-    logits = regime.logits(model, ("val", "test"))
-    return {"checkpoint": str(checkpoint), "model": ckpt["model_name"],
-            "dataset": dataset or ckpt["dataset"], "seed": ckpt["seed"], "epoch": ckpt.get("epoch"),
-            **{s: compute_metrics(logits[s], regime.labels[regime.split_ids[s]], task)
-               for s in ("val", "test")}}
+    return evaluate_restored(load_restored(checkpoint, dataset, root, device))
 
 
 def predict_checkpoint(checkpoint: str | Path, out: str | Path, dataset: str | None = None,

@@ -23,6 +23,7 @@ from hgnn.errors import HgnnError
 
 if TYPE_CHECKING:
     from hgnn.models.base import HeteroModel
+    from hgnn.train.inference import Restored
     from hgnn.train.regimes import Regime
 
 #: SVM training fractions of the test split, in MAGNN's order.
@@ -82,14 +83,19 @@ def split_embeddings(model: HeteroModel, regime: Regime, split: str = "test"
     return emb, regime.labels[ids]
 
 
+def svm_evaluate(restored: Restored, repeat: int = 10) -> list[dict]:
+    """:func:`svm_scores` of a restored checkpoint's test embeddings, computed on the full graph
+    (the full-batch regime, which a full-batch model shares with its own evaluation)."""
+    if restored.task.multilabel:
+        raise HgnnError(f"{restored.checkpoint}: the SVM protocol needs a single-label task")
+    emb, labels = split_embeddings(restored.model, restored.regime("full"), "test")
+    return svm_scores(emb.double().numpy(), labels.numpy(), repeat=repeat)
+
+
 def svm_evaluate_checkpoint(checkpoint: str | Path, dataset: str | None = None,
                             root: str | None = None, device: str = "cpu",
                             repeat: int = 10) -> list[dict]:
-    """:func:`svm_scores` of a checkpoint's test embeddings, computed on the full graph."""
-    from hgnn.train.inference import restore
+    """:func:`svm_evaluate` of a checkpoint."""
+    from hgnn.train.inference import load_restored
 
-    model, regime, _, task, _ = restore(checkpoint, dataset, root, device, regime="full")
-    if task.multilabel:
-        raise HgnnError(f"{checkpoint}: the SVM protocol needs a single-label task")
-    emb, labels = split_embeddings(model, regime, "test")
-    return svm_scores(emb.double().numpy(), labels.numpy(), repeat=repeat)
+    return svm_evaluate(load_restored(checkpoint, dataset, root, device), repeat)
