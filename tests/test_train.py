@@ -619,8 +619,7 @@ def test_inductive_batches_hold_no_later_split_nodes():
         seen = {}
         for phase, ids in (("train", split["train"]), ("val", split["val"]),
                            ("test", split["test"])):
-            regime.phase = phase
-            loader = regime._loader(ids, False, 64, None, evaluation=phase != "train")
+            loader = regime._loader(ids, False, 64, None, phase=phase)
             seen[phase] = torch.cat([b[task.target].n_id for b in loader])
         assert not torch.isin(seen["train"], torch.cat([split["val"], split["test"]])).any()
         assert not torch.isin(seen["val"], split["test"]).any()

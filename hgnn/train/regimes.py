@@ -49,8 +49,6 @@ class Regime:
         self.split_ids = {s: _split_ids(data, task, s) for s in ("train", "val", "test")}
         self.ctx = context()
         self.seed, self.epoch = 0, 0  # the trainer sets them; they fix each epoch's rank shards
-        self.phase = "train"  # what the next forwards are for: "train", or the split being scored
-        self.monitoring = False  # whether the last logits() call was the per-epoch validation
         self.scored_ids: dict[str, Tensor] = {}  # per split, the nodes the last logits() scored
 
     @property
@@ -71,7 +69,6 @@ class Regime:
         up before one optimiser step; a last group of fewer batches still takes its step. Under
         DDP the gradients are averaged at every backward, as without accumulation."""
         self.epoch = epoch
-        self.phase = "train"
         model.train()
         losses = []
         limit = self.steps_per_epoch()
@@ -136,11 +133,11 @@ class Regime:
         """Labels of the nodes the last :meth:`logits` call scored for ``split``, in its order."""
         return self.labels[self.scored_ids.get(split, self.split_ids[split])]
 
-    def _label_context(self, model: HeteroModel, node_ids: Tensor | None = None,
+    def _label_context(self, model: HeteroModel, phase: str, node_ids: Tensor | None = None,
                        num_seeds: int | None = None) -> None:
         inner = getattr(model, "module", model)
         if inner.uses_labels:
-            inner.set_label_context(self.phase, node_ids, num_seeds)
+            inner.set_label_context(phase, node_ids, num_seeds)
 
     @torch.no_grad()
     def logits(self, model: HeteroModel, splits: tuple[str, ...], subset: bool = False,
@@ -150,12 +147,11 @@ class Regime:
         ``monitoring`` marks the per-epoch validation that early stopping reads
         (``train.monitor_num_neighbors``)."""
         model.eval()
-        self.monitoring = monitoring
         out = {}
         for s in splits:
-            self.phase = s
             ids = self.scored_ids[s] = self.eval_ids(s, subset)
-            parts = [x.cpu() for x in self._eval_batches(model, self.ctx.shard_eval(ids))]
+            parts = [x.cpu() for x in self._eval_batches(model, self.ctx.shard_eval(ids), s,
+                                                         monitoring)]
             mine = torch.cat(parts) if parts else torch.zeros(0, self.task.num_classes)
             out[s] = self.ctx.gather_rows(mine)
         return out
@@ -163,7 +159,8 @@ class Regime:
     def _train_batches(self, model: HeteroModel):
         raise NotImplementedError
 
-    def _eval_batches(self, model: HeteroModel, ids: Tensor):
+    def _eval_batches(self, model: HeteroModel, ids: Tensor, split: str, monitoring: bool):
+        """Logits of ``ids`` in batches, scoring ``split`` (``monitoring``: for early stopping)."""
         raise NotImplementedError
 
     def _step(self, model: HeteroModel, optimizer, logits: Tensor, y: Tensor,
@@ -200,7 +197,7 @@ class FullBatch(Regime):
 
     def _train_batches(self, model: HeteroModel):
         ids = self.train_ids()
-        self._label_context(model)
+        self._label_context(model, "train")
         yield model(self.x_dict, self.edge_index_dict)[ids.to(self.device)], self.labels[ids]
 
     @torch.no_grad()
@@ -211,10 +208,9 @@ class FullBatch(Regime):
         model.eval()
         out, full = {}, None
         for s in splits:
-            self.phase = s
             ids = self.scored_ids[s] = self.eval_ids(s, subset)
             if full is None or getattr(model, "module", model).uses_labels:
-                self._label_context(model)
+                self._label_context(model, s)
                 full = model(self.x_dict, self.edge_index_dict).cpu()
             out[s] = full[ids]
         return out
@@ -252,7 +248,7 @@ class Sampled(Regime):
         self.blocked = self._blocked_masks() if self.cfg.get("inductive", False) else {}
 
     def _loader(self, ids: Tensor, shuffle: bool, batch_size: int,
-                generator: torch.Generator | None, evaluation: bool = False,
+                generator: torch.Generator | None, phase: str = "train",
                 fanout: list[int] | None = None) -> NeighborLoader | BudgetLoader:
         """``train.sampler``: ``neighbor`` (``fanout``, else ``num_neighbors`` per relation and
         hop, or ``eval_num_neighbors`` when evaluating and set), ``neighbor_blocks`` (the same
@@ -266,12 +262,12 @@ class Sampled(Regime):
                                 batch_size=batch_size, shuffle=shuffle, generator=generator)
         if fanout is None:
             fanout = self.cfg["num_neighbors"]
-            if evaluation and self.cfg.get("eval_num_neighbors"):
+            if phase != "train" and self.cfg.get("eval_num_neighbors"):
                 fanout = self.cfg["eval_num_neighbors"]
         return NeighborLoader(self.data, fanout, (self.task.target, ids),
                               batch_size=batch_size, shuffle=shuffle, generator=generator,
                               joint=sampler == "neighbor_joint",
-                              blocked=self.blocked.get(self.phase if evaluation else "train"),
+                              blocked=self.blocked.get(phase),
                               blocks=self.blocks)
 
     def _blocked_masks(self) -> dict[str, Tensor]:
@@ -283,7 +279,8 @@ class Sampled(Regime):
         train[self.split_ids["val"]] = True
         return {"train": train, "val": test}
 
-    def _forward(self, model: HeteroModel, batch: HeteroData, seeds_only: bool = True) -> Tensor:
+    def _forward(self, model: HeteroModel, batch: HeteroData, phase: str,
+                 seeds_only: bool = True) -> Tensor:
         x_dict = {t: x.to(self.device) for t, x in batch.x_dict.items()}
         if self.blocks:
             ei = [{et: e.to(self.device) for et, e in layer.items()}
@@ -291,7 +288,7 @@ class Sampled(Regime):
         else:
             ei = {et: e.to(self.device) for et, e in batch.edge_index_dict.items()}
         store = batch[self.task.target]
-        self._label_context(model, store.n_id, store.batch_size)
+        self._label_context(model, phase, store.n_id, store.batch_size)
         out = model(x_dict, ei)
         return out[: store.batch_size] if seeds_only else out
 
@@ -310,20 +307,20 @@ class Sampled(Regime):
                 # LATTE's official loss: every labelled training node the sampler reached, seeds
                 # first (the seeds are training nodes, so they always count)
                 keep = is_train[store.n_id]
-                out = self._forward(model, batch, seeds_only=False)
+                out = self._forward(model, batch, "train", seeds_only=False)
                 yield out[keep.to(self.device)], store.y[keep]
             else:
-                yield self._forward(model, batch), store.y[: store.batch_size]
+                yield self._forward(model, batch, "train"), store.y[: store.batch_size]
 
-    def _eval_batches(self, model: HeteroModel, ids: Tensor):
+    def _eval_batches(self, model: HeteroModel, ids: Tensor, split: str, monitoring: bool):
         fanout, key = None, 12345  # evaluation samples the same way each time, unless
-        if self.monitoring and self.cfg.get("monitor_num_neighbors"):
+        if monitoring and self.cfg.get("monitor_num_neighbors"):
             # seeded by run seed and epoch: redrawn every epoch, identical on every rank and resume
             fanout, key = self.cfg["monitor_num_neighbors"], self.seed * 1_000_003 + self.epoch * 8
         gen = torch.Generator().manual_seed(key)
-        for batch in self._loader(ids, False, self.cfg["eval_batch_size"], gen, evaluation=True,
+        for batch in self._loader(ids, False, self.cfg["eval_batch_size"], gen, phase=split,
                                   fanout=fanout):
-            yield self._forward(model, batch)
+            yield self._forward(model, batch, split)
 
 
 class Precomputed(Regime):
@@ -349,7 +346,7 @@ class Precomputed(Regime):
             b = ids[start:start + self.batch_size]
             yield model(self._rows(b)), self.labels[b]
 
-    def _eval_batches(self, model: HeteroModel, ids: Tensor):
+    def _eval_batches(self, model: HeteroModel, ids: Tensor, split: str, monitoring: bool):
         for start in range(0, ids.numel(), self.cfg["eval_batch_size"]):
             yield model(self._rows(ids[start:start + self.cfg["eval_batch_size"]]))
 
