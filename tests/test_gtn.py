@@ -190,6 +190,7 @@ def _one_width(data):
 def test_trainer_sets_the_selection_rate_each_epoch(tmp_path, one_thread):
     from hgnn.train.checkpoint import load_checkpoint
     from hgnn.train.experiment import run_experiment
+    from hgnn.train.inference import explain_checkpoint
 
     run_experiment("gtn", "synthetic", [0],
                    overrides=["train.epochs=3", "model.select_lr=0.5", "model.hidden=8",
@@ -198,6 +199,9 @@ def test_trainer_sets_the_selection_rate_each_epoch(tmp_path, one_thread):
     groups = load_checkpoint(tmp_path / "gtn" / "seed_0" / "last.pt")["optimizer_state"][
         "param_groups"]
     assert groups[-1]["lr"] == pytest.approx(0.5 * 0.9 ** 3) and groups[0]["lr"] == 0.005
+    table = explain_checkpoint(tmp_path / "gtn" / "seed_0" / "best.pt")  # hgnn predict --explain
+    assert set(table) == {f"selection {m}, channel {c}" for m in range(3) for c in range(2)}
+    assert all(sum(row.values()) == pytest.approx(1.0) for row in table.values())
     with pytest.raises(HgnnError, match="train.scheduler 'cosine' would override"):
         run_experiment("gtn", "synthetic", [0],
                        overrides=["train.epochs=1", "model.select_lr=0.5",

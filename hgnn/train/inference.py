@@ -135,7 +135,7 @@ def predict_checkpoint(checkpoint: str | Path, out: str | Path, dataset: str | N
 def explain_checkpoint(checkpoint: str | Path, dataset: str | None = None, root: str | None = None,
                        device: str = "cpu") -> dict[str, dict[str, float]]:
     """The model's per-type average relation weights on the whole graph (``model.explain``): LATTE's
-    node-level relation weights, R-HGNN's relation-fusing attention."""
+    node-level relation weights, R-HGNN's relation-fusing attention, GTN's relation selections."""
     model, _, data, _, ckpt = restore(checkpoint, dataset, root, device)
     dev = torch.device(device)
     model.eval()
@@ -146,7 +146,7 @@ def explain_checkpoint(checkpoint: str | Path, dataset: str | None = None, root:
             return model.explain(x_dict, edge_index_dict)
     except NotImplementedError:
         raise HgnnError(f"model '{ckpt['model_name']}' has no relation weights to explain "
-                        "(--explain works for rhgnn and latte)") from None
+                        "(--explain works for rhgnn, latte and gtn)") from None
 
 
 def format_explanation(weights: dict[str, dict[str, float]]) -> str:
