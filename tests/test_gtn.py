@@ -126,6 +126,18 @@ def test_operands_follow_the_type_order():
     assert flipped.entries[:, 0].tolist() == [0, 3, 3]  # c0 -> b1 (relation 3) now leads
 
 
+def test_products_past_the_limits_are_refused(monkeypatch):
+    import hgnn.nn.gtn_conv as gtn_conv
+
+    edges = {et: tiny_edges()[et] for et in [("a", "to", "b"), ("b", "to", "a")]}  # uncached
+    monkeypatch.setattr(gtn_conv, "MAX_PRODUCT_TERMS", 5)
+    with pytest.raises(gtn_conv.MetaPathTooLarge, match="terms \\(limit 5\\).*normalization row"):
+        metapath_operands(edges, SIZES, 2, "column")
+    monkeypatch.setattr(gtn_conv, "MAX_PRODUCT_FLOPS", 0)
+    with pytest.raises(gtn_conv.MetaPathTooLarge, match="multiply-adds \\(limit 0\\)"):
+        metapath_operands(edges, SIZES, 3, "row")
+
+
 def test_projected_input_and_bad_arguments():
     conv = make(2, "row", in_channels=None)
     assert conv.weight is None

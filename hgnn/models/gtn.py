@@ -11,7 +11,7 @@ from torch_geometric.data import HeteroData
 from hgnn.data.task import TaskSpec
 from hgnn.errors import HgnnError
 from hgnn.models.base import HeteroModel
-from hgnn.nn.gtn_conv import NORMALIZATIONS, GTNConv
+from hgnn.nn.gtn_conv import NORMALIZATIONS, GTNConv, MetaPathTooLarge
 from hgnn.nn.type_encoder import TypeEncoder, input_channels
 
 
@@ -81,7 +81,10 @@ class GTN(HeteroModel):
         x_dict = {t: x_dict[t] for t in self.node_types}  # GTN's id order: the graph's types
         if self.encoder is not None:
             x_dict = self.encoder(x_dict)
-        h = self.conv(x_dict, edge_index_dict)[self.target]
+        try:
+            h = self.conv(x_dict, edge_index_dict)[self.target]
+        except MetaPathTooLarge as exc:
+            raise HgnnError(str(exc)) from None
         return self.linear2(F.relu(self.linear1(F.relu(h))))
 
     def output_layer(self) -> nn.Module:

@@ -22,6 +22,15 @@ NORMALIZATIONS = ("row", "column")
 # dense code sees an exact zero there (the row holds only its diagonal) and gives the row weight 0.
 _EMPTY_ROW = 1e-5
 _CACHE: OrderedDict = OrderedDict()
+# Sizes past which a graph is refused rather than left to exhaust memory: the terms of one sparse
+# product in column normalisation (24 bytes each, then a sort), the multiply-adds of one product
+# behind the closed-walk counts of row normalisation.
+MAX_PRODUCT_TERMS = 100_000_000
+MAX_PRODUCT_FLOPS = 2_000_000_000
+
+
+class MetaPathTooLarge(ValueError):
+    """A meta-path product of this graph would not fit this machine's memory or time."""
 
 
 @dataclass
@@ -68,6 +77,11 @@ def product_pattern(left_rows: np.ndarray, left_cols: np.ndarray, right: sp.csr_
     """Every term of ``L @ R`` for ``L``'s entries ``(left_rows, left_cols)`` and ``R``'s CSR
     entries: ``(left_of, right_of, into, rows, cols)`` (see :class:`ProductPattern`)."""
     counts = right.indptr[left_cols + 1] - right.indptr[left_cols]
+    if counts.sum() > MAX_PRODUCT_TERMS:
+        raise MetaPathTooLarge(
+            f"GTN's column normalisation would expand a meta-path product into {counts.sum():,} "
+            f"terms (limit {MAX_PRODUCT_TERMS:,}); use model.normalization row, which never forms "
+            "the product, or fewer model.layers")
     left_of = np.repeat(np.arange(len(left_cols)), counts)
     first = np.cumsum(counts) - counts
     right_of = np.repeat(right.indptr[left_cols] - first, counts) + np.arange(int(counts.sum()))
@@ -98,8 +112,16 @@ def closed_walks(mats: list[sp.csr_matrix], length: int) -> dict[int, np.ndarray
 
     def product(key: tuple[int, ...]) -> sp.csr_matrix:
         if key not in products:
-            products[key] = (mats[key[0]] if len(key) == 1
-                             else (product(key[:-1]) @ mats[key[-1]]).tocsr())
+            if len(key) == 1:
+                products[key] = mats[key[0]]
+            else:
+                left, right = product(key[:-1]), mats[key[-1]]
+                flops = int((np.diff(left.tocsc().indptr) * np.diff(right.indptr)).sum())
+                if flops > MAX_PRODUCT_FLOPS:
+                    raise MetaPathTooLarge(
+                        f"the closed walks of relations {key} take {flops:,} multiply-adds "
+                        f"(limit {MAX_PRODUCT_FLOPS:,}); use fewer model.layers")
+                products[key] = (left @ right).tocsr()
         return products[key]
 
     def diagonal(key: tuple[int, ...]) -> np.ndarray:
