@@ -184,9 +184,18 @@ def test_model_outputs_the_target_rows_and_hooks():
     (names, at), = model.lr_groups(0.005)
     assert names == ["conv.selection"] and at(0) == pytest.approx(0.45)
     table = model.explain(data.x_dict, data.edge_index_dict)
-    assert len(table) == 3 * 2 and sum(table["selection 0, channel 0"].values()) == \
+    assert len(table) == 3 * 2 + 2 and sum(table["selection 0, channel 0"].values()) == \
         pytest.approx(1.0)
     assert list(table["selection 1, channel 1"])[-1] == "identity"
+    with torch.no_grad():  # channel 0 selects b -> a, then a -> b, then the identity
+        for m, k in enumerate([1, 0, 5]):
+            model.conv.selection[m, 0] = -20.0
+            model.conv.selection[m, 0, k] = 20.0
+    paths = model.explain(data.x_dict, data.edge_index_dict)["meta-paths, channel 0"]
+    assert list(paths)[0] == "b -> to a -> to b" and paths["b -> to a -> to b"] > 0.99
+    assert list(paths.values()) == sorted(paths.values(), reverse=True)
+    assert all(v < 0.01 for v in list(paths.values())[1:])
+    assert all(p.startswith("b ") for p in paths)  # the target type b reads along each path
     shared = GTN.build(_one_width(data), task, GTN.default_config())
     assert shared.encoder is None and shared.conv.weight.shape == (4, 64)
     with pytest.raises(HgnnError, match="normalization"):
@@ -212,8 +221,10 @@ def test_trainer_sets_the_selection_rate_each_epoch(tmp_path, one_thread):
         "param_groups"]
     assert groups[-1]["lr"] == pytest.approx(0.5 * 0.9 ** 3) and groups[0]["lr"] == 0.005
     table = explain_checkpoint(tmp_path / "gtn" / "seed_0" / "best.pt")  # hgnn predict --explain
-    assert set(table) == {f"selection {m}, channel {c}" for m in range(3) for c in range(2)}
-    assert all(sum(row.values()) == pytest.approx(1.0) for row in table.values())
+    assert set(table) == {f"selection {m}, channel {c}" for m in range(3) for c in range(2)} | \
+        {"meta-paths, channel 0", "meta-paths, channel 1"}
+    assert all(sum(row.values()) == pytest.approx(1.0) for name, row in table.items()
+               if name.startswith("selection"))
     with pytest.raises(HgnnError, match="train.scheduler 'cosine' would override"):
         run_experiment("gtn", "synthetic", [0],
                        overrides=["train.epochs=1", "model.select_lr=0.5",

@@ -2,6 +2,8 @@
 run it: the baseline of LATTE's tables on GTN's ACM / DBLP / IMDB."""
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 
 import torch.nn.functional as F
@@ -13,6 +15,8 @@ from hgnn.errors import HgnnError
 from hgnn.models.base import HeteroModel
 from hgnn.nn.gtn_conv import NORMALIZATIONS, GTNConv, MetaPathTooLarge
 from hgnn.nn.type_encoder import TypeEncoder, input_channels
+
+TOP_METAPATHS = 5
 
 
 def select_lr(start: float, decay: float, floor: float) -> Callable[[int], float]:
@@ -91,8 +95,28 @@ class GTN(HeteroModel):
         return self.linear2
 
     def explain(self, x_dict: dict[str, Tensor], edge_index_dict: dict) -> dict[str, dict[str, float]]:
-        """Per selection (``layer m, channel c``), GTN's softmax weight of each relation."""
-        names = ["__".join(et) for et in edge_index_dict] + ["identity"]
+        """Per selection (``layer m, channel c``), GTN's softmax weight of each relation; then per
+        channel the ``TOP_METAPATHS`` strongest meta-paths through the target type, scored as
+        GTN's paper ranks them: the product of the weights that select each step, summed over the
+        selections that give the same path (the identity drops out of a path). Row
+        normalisation aggregates along the path, so the paths start at the target type, which
+        reads their end; column normalisation aggregates against it, so they end there."""
+        edge_types = [tuple(et) for et in edge_index_dict]
+        names = ["__".join(et) for et in edge_types] + ["identity"]
         w = self.conv.selections().detach()
-        return {f"selection {m}, channel {c}": dict(zip(names, map(float, w[m, c]), strict=True))
-                for m in range(w.size(0)) for c in range(w.size(1))}
+        out = {f"selection {m}, channel {c}": dict(zip(names, map(float, w[m, c]), strict=True))
+               for m in range(w.size(0)) for c in range(w.size(1))}
+        row = self.conv.normalization == "row"
+        for c in range(w.size(1)):
+            scores: dict[str, float] = {}
+            for path in itertools.product(range(len(names)), repeat=w.size(0)):
+                steps = [edge_types[k] for k in path if k < len(edge_types)]
+                if not steps or (steps[0][0] if row else steps[-1][2]) != self.target:
+                    continue
+                if all(a[2] == b[0] for a, b in zip(steps, steps[1:], strict=False)):
+                    label = " -> ".join([steps[0][0]] + [f"{r} {d}" for _, r, d in steps])
+                    score = math.prod(float(w[m, c, k]) for m, k in enumerate(path))
+                    scores[label] = scores.get(label, 0.0) + score
+            top = sorted(scores.items(), key=lambda kv: -kv[1])[:TOP_METAPATHS]
+            out[f"meta-paths, channel {c}"] = dict(top)
+        return out
