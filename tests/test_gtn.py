@@ -225,7 +225,8 @@ def test_trainer_sets_the_selection_rate_each_epoch(tmp_path, one_thread):
         {"meta-paths, channel 0", "meta-paths, channel 1"}
     assert all(sum(row.values()) == pytest.approx(1.0) for name, row in table.items()
                if name.startswith("selection"))
-    with pytest.raises(HgnnError, match="train.scheduler 'cosine' would override"):
+    with pytest.raises(HgnnError, match="trains conv.selection at a rate of its own, which "
+                                        "train.scheduler 'cosine' would override"):
         run_experiment("gtn", "synthetic", [0],
                        overrides=["train.epochs=1", "model.select_lr=0.5",
                                   "train.scheduler=cosine"],

@@ -101,9 +101,10 @@ def make_optimizer(model: HeteroModel, cfg: dict, steps_per_epoch: int = 1):
     skip = model.no_weight_decay()
     own = model.lr_groups(cfg["lr"])
     if own and cfg["scheduler"] != "none":
-        raise HgnnError(f"model '{model.name}' sets its own learning rate for some parameters "
-                        f"(model.select_lr), which train.scheduler '{cfg['scheduler']}' would "
-                        "override; use train.scheduler none or drop the model's rate")
+        names = ", ".join(n for names, _ in own for n in names)
+        raise HgnnError(f"model '{model.name}' trains {names} at a rate of its own, which "
+                        f"train.scheduler '{cfg['scheduler']}' would override; use "
+                        "train.scheduler none, or the model's option for one rate")
     params = dict(model.named_parameters())
     apart = {n for names, _ in own for n in names}
     decay = [p for n, p in params.items() if n not in skip and n not in apart]
