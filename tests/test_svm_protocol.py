@@ -107,3 +107,23 @@ def test_evaluate_with_svm_restores_the_checkpoint_once(tmp_path, monkeypatch, c
     assert len(loads) == 1 and len(result["svm"]) == 4 and "micro_f1" in result["test"]
     restored = inference.load_restored(args.checkpoint)
     assert restored.regime() is restored.regime("full")  # a full-batch model: one regime
+
+
+def test_svm_refuses_a_precomputed_model_before_evaluating_it(tmp_path, monkeypatch):
+    import argparse
+
+    import hgnn.train.inference as inference
+    from hgnn.cli.train import cmd_evaluate
+
+    run_experiment("rphgnn", "synthetic", [0], overrides=["train.epochs=1"], out_dir=tmp_path,
+                   quiet=True, dataset_options=SMALL)
+
+    def never(*args, **kw):
+        raise AssertionError("evaluated before the refusal")
+
+    monkeypatch.setattr(inference, "evaluate_restored", never)
+    args = argparse.Namespace(checkpoint=str(tmp_path / "seed_0" / "best.pt"), dataset=None,
+                              root=None, device="cpu", json=True, svm=True)
+    with pytest.raises(HgnnError, match="best.pt: the SVM protocol reads embeddings of the whole "
+                                        "graph, and model 'rphgnn' has no full regime"):
+        cmd_evaluate(args)

@@ -133,10 +133,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from hgnn.train.inference import evaluate_restored, load_restored
 
     restored = load_restored(args.checkpoint, args.dataset, args.root, args.device)
+    if args.svm:  # refused before the model's own evaluation (a precompute) runs
+        from hgnn.train.svm_protocol import check_svm, svm_evaluate
+
+        check_svm(restored)
     result = evaluate_restored(restored)
     if args.svm:  # on the same graph and weights, in the full-batch regime
-        from hgnn.train.svm_protocol import svm_evaluate
-
         result["svm"] = svm_evaluate(restored)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -38,8 +38,8 @@ class Restored:
         """The regime the model trained in (``None``), or ``name`` instead; built once each."""
         cls = type(self.model)
         if name is not None and name not in cls.regimes:
-            raise HgnnError(f"model '{self.meta['model_name']}' has no {name} regime "
-                            f"(it has {', '.join(cls.regimes)})")
+            raise HgnnError(f"{self.checkpoint}: model '{self.meta['model_name']}' has no {name} "
+                            f"regime (it has {', '.join(cls.regimes)})")
         cfg = self.train_config
         if name is not None and name != cfg["regime"]:
             # inductive batches belong to the sampled regime the model trained in

@@ -83,11 +83,20 @@ def split_embeddings(model: HeteroModel, regime: Regime, split: str = "test"
     return emb, regime.labels[ids]
 
 
+def check_svm(restored: Restored) -> None:
+    """Refuse what the protocol cannot score (a multi-label task, a model without a full-batch
+    regime) before anything is computed."""
+    if restored.task.multilabel:
+        raise HgnnError(f"{restored.checkpoint}: the SVM protocol needs a single-label task")
+    if "full" not in type(restored.model).regimes:
+        raise HgnnError(f"{restored.checkpoint}: the SVM protocol reads embeddings of the whole "
+                        f"graph, and model '{restored.meta['model_name']}' has no full regime")
+
+
 def svm_evaluate(restored: Restored, repeat: int = 10) -> list[dict]:
     """:func:`svm_scores` of a restored checkpoint's test embeddings, computed on the full graph
     (the full-batch regime, which a full-batch model shares with its own evaluation)."""
-    if restored.task.multilabel:
-        raise HgnnError(f"{restored.checkpoint}: the SVM protocol needs a single-label task")
+    check_svm(restored)
     emb, labels = split_embeddings(restored.model, restored.regime("full"), "test")
     return svm_scores(emb.double().numpy(), labels.numpy(), repeat=repeat)
 
