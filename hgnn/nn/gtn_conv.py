@@ -6,7 +6,7 @@ import itertools
 import math
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,22 +37,24 @@ class MetaPathTooLarge(ValueError):
 class MetaPathOperands:
     """What :class:`GTNConv` multiplies, built once per graph (see :func:`metapath_operands`).
 
-    ``relations`` holds one ``[N, N]`` sparse matrix per relation in one global id space, then the
-    identity (GTN's extra "self" relation, its last). ``walks[r]`` (row normalisation only) is the
-    tensor ``[K] * r + [N]`` whose entry ``[k_1, ..., k_r, i]`` is ``(A_{k_1} ... A_{k_r})_{ii}``,
-    the closed walks of node ``i`` through those relations, for ``r = 1 .. length``.
-    ``entries`` lists every non-zero of every relation, row-sorted, as ``(row, col, relation)``
-    ``[3, E]``; ``products`` (column normalisation only) holds one :class:`ProductPattern` per
-    Graph Transformer layer, the first multiplying two selections, the rest the previous
-    product's off-diagonal entries by one more; ``final`` groups the last product's off-diagonal
-    entries, then one self-loop per node, by column, and ``final_order`` puts them in that order.
+    ``num_relations`` counts the relations in one global id space, then the identity (GTN's extra
+    "self" relation, its last). Row normalisation holds ``relations``, one ``[N, N]`` sparse
+    matrix each, and ``walks[r]``, the tensor ``[K] * r + [N]`` whose entry ``[k_1, ..., k_r,
+    i]`` is ``(A_{k_1} ... A_{k_r})_{ii}``, the closed walks of node ``i`` through those
+    relations, for ``r = 1 .. length``. Column normalisation holds ``entries``, every non-zero of
+    every relation, row-sorted, as ``(row, col, relation)`` ``[3, E]``; ``products``, one
+    :class:`ProductPattern` per Graph Transformer layer, the first multiplying two selections,
+    the rest the previous product's off-diagonal entries by one more; ``final``, the last
+    product's off-diagonal entries, then one self-loop per node, grouped by column, and
+    ``final_order``, which puts them in that order.
     """
 
     num_nodes: int
-    relations: list[Tensor]
-    walks: dict[int, Tensor]
-    entries: Tensor
-    products: list[ProductPattern]
+    num_relations: int
+    relations: list[Tensor] = field(default_factory=list)
+    walks: dict[int, Tensor] = field(default_factory=dict)
+    entries: Tensor | None = None
+    products: list[ProductPattern] = field(default_factory=list)
     final: Segments | None = None
     final_order: Tensor | None = None
 
@@ -154,45 +156,53 @@ def metapath_operands(edge_index_dict: dict[EdgeType, Tensor], num_nodes: dict[s
             offsets[t], n = n, n + size
         mats = _scipy_relations(edge_index_dict, offsets, n)
         device = next(iter(edge_index_dict.values())).device
-        with warnings.catch_warnings():  # "sparse CSR support is in beta"
-            warnings.simplefilter("ignore", UserWarning)
-            relations = [torch.sparse_csr_tensor(
-                torch.from_numpy(m.indptr).long(), torch.from_numpy(m.indices).long(),
-                torch.from_numpy(m.data).float(), m.shape).to(device) for m in mats]
-        walks = ({r: torch.from_numpy(t).to(device) for r, t in closed_walks(mats, length).items()}
-                 if normalization == "row" else {})
-        # One entry per relation non-zero, row-sorted: the CSR of the relations side by side.
-        coo = [m.tocoo() for m in mats]
-        rows = np.concatenate([c.row for c in coo])
-        order = np.argsort(rows, kind="stable")
-        entries = np.stack([rows, np.concatenate([c.col for c in coo]),
-                            np.concatenate([np.full(c.nnz, k) for k, c in enumerate(coo)])])[:, order]
-        stacked = sp.csr_matrix((np.ones(entries.shape[1]), entries[1], np.concatenate(
-            [[0], np.cumsum(np.bincount(entries[0], minlength=n))])), (n, n))
-        products = []
-        if normalization == "column":
-            left_rows, left_cols = entries[0], entries[1]
-            for _ in range(length - 1):
-                left_of, right_of, into, out_rows, out_cols = product_pattern(
-                    left_rows, left_cols, stacked, n)
-                off = np.flatnonzero(out_rows != out_cols)
-                products.append(ProductPattern(*(torch.from_numpy(a).long().to(device) for a in (
-                    left_of, right_of, into, out_rows, out_cols, off))))
-                left_rows, left_cols = out_rows[off], out_cols[off]
-            rows = np.concatenate([left_rows, np.arange(n)])
-            cols = np.concatenate([left_cols, np.arange(n)])
-            order = np.argsort(cols, kind="stable")
-            ptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=n))])
-            final = Segments(torch.from_numpy(ptr), torch.from_numpy(rows[order]), n).to(device)
-            final_order = torch.from_numpy(order).long().to(device)
-        else:
-            final = final_order = None
-        return MetaPathOperands(n, relations, walks, torch.from_numpy(entries).long().to(device),
-                                products, final, final_order)
+        if normalization == "row":
+            return _row_operands(mats, length, device)
+        return _column_operands(mats, length, device)
 
     # The type order sets the global ids, and the shared key ignores it.
     return cached_by_edges(_CACHE, edge_index_dict, num_nodes, build,
                            extra=(length, normalization, tuple(num_nodes)), size=2)
+
+
+def _row_operands(mats: list[sp.csr_matrix], length: int, device: torch.device) -> MetaPathOperands:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        relations = [torch.sparse_csr_tensor(
+            torch.from_numpy(m.indptr).long(), torch.from_numpy(m.indices).long(),
+            torch.from_numpy(m.data).float(), m.shape).to(device) for m in mats]
+    walks = {r: torch.from_numpy(t).to(device) for r, t in closed_walks(mats, length).items()}
+    return MetaPathOperands(mats[0].shape[0], len(mats), relations=relations, walks=walks)
+
+
+def _column_operands(mats: list[sp.csr_matrix], length: int,
+                     device: torch.device) -> MetaPathOperands:
+    n = mats[0].shape[0]
+    # One entry per relation non-zero, row-sorted: the CSR of the relations side by side.
+    coo = [m.tocoo() for m in mats]
+    rows = np.concatenate([c.row for c in coo])
+    order = np.argsort(rows, kind="stable")
+    entries = np.stack([rows, np.concatenate([c.col for c in coo]),
+                        np.concatenate([np.full(c.nnz, k) for k, c in enumerate(coo)])])[:, order]
+    stacked = sp.csr_matrix((np.ones(entries.shape[1]), entries[1], np.concatenate(
+        [[0], np.cumsum(np.bincount(entries[0], minlength=n))])), (n, n))
+    products = []
+    left_rows, left_cols = entries[0], entries[1]
+    for _ in range(length - 1):
+        left_of, right_of, into, out_rows, out_cols = product_pattern(left_rows, left_cols,
+                                                                      stacked, n)
+        off = np.flatnonzero(out_rows != out_cols)
+        products.append(ProductPattern(*(torch.from_numpy(a).long().to(device) for a in (
+            left_of, right_of, into, out_rows, out_cols, off))))
+        left_rows, left_cols = out_rows[off], out_cols[off]
+    rows = np.concatenate([left_rows, np.arange(n)])
+    cols = np.concatenate([left_cols, np.arange(n)])
+    order = np.argsort(cols, kind="stable")
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=n))])
+    return MetaPathOperands(
+        n, len(mats), entries=torch.from_numpy(entries).long().to(device), products=products,
+        final=Segments(torch.from_numpy(ptr), torch.from_numpy(rows[order]), n).to(device),
+        final_order=torch.from_numpy(order).long().to(device))
 
 
 def _contract(walks: Tensor, weights: list[Tensor]) -> Tensor:
@@ -287,9 +297,9 @@ class GTNConv(nn.Module):
 
     def propagate(self, x: Tensor, operands: MetaPathOperands) -> Tensor:
         """The layer on one global table ``x`` ``[N, in_channels]`` -> ``[N, C * out]``."""
-        if len(operands.relations) != self.selection.size(-1):
+        if operands.num_relations != self.selection.size(-1):
             raise ValueError(f"GTNConv selects among {self.selection.size(-1)} relations (the "
-                             f"identity included), the graph has {len(operands.relations)}")
+                             f"identity included), the graph has {operands.num_relations}")
         y = x @ self.weight if self.weight is not None else x
         w = self.selections()
         z = self._row(y, w, operands) if self.normalization == "row" else self._column(y, w, operands)
