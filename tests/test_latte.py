@@ -338,14 +338,6 @@ def tiny_data(featureless_c: bool = True) -> HeteroData:
     return data
 
 
-def test_model_rejects_unknown_proximity_weights():
-    from hgnn.errors import HgnnError
-
-    config = {**LATTEModel.default_config(), "hidden": 8, "proximity_weights": "adjacency"}
-    with pytest.raises(HgnnError, match="model.proximity_weights must be one of attention, given"):
-        LATTEModel.build(tiny_data(), TaskSpec("a", 2), config)
-
-
 def test_model_hooks():
     data = tiny_data()
     task = TaskSpec("a", 2)

@@ -411,6 +411,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["train", "--set", "train.epochs=abc"], "'train.epochs' must be int"),
     (["train", "--set", "train.monitor=f2"], "'train.monitor' must be one of"),
     (["train", "--set", "train.monitor=micro_f1+mean_f1"], "'mean_f1' cannot be joined"),
+    (["train", "--model", "gtn", "--set", "model.normalization=sym"],
+     "'model.normalization' must be one of 'row', 'column', got 'sym'"),
     (["train", "--set", "lr"], "expected key=value"),
     (["train", "--data", "homophily"], "--data expects KEY=VALUE"),
     (["train", "--data", "mixing=sorted"], "mixing must be one of"),
@@ -643,3 +645,44 @@ def test_shuffled_eval_order_scores_the_same_nodes():
     pos = torch.searchsorted(in_order.eval_ids("val"), ids)
     torch.testing.assert_close(got, want[pos])
     assert torch.equal(full.scored_labels("val"), in_order.labels[ids])
+
+
+def _config_files():
+    from hgnn.models import MODELS
+    from hgnn.train.config import CONFIG_DIR
+
+    return [(model, path.stem) for model in sorted(MODELS)
+            for path in sorted((CONFIG_DIR / model).glob("*.yaml")) if path.stem != "default"]
+
+
+@pytest.mark.parametrize("model,dataset", _config_files())
+def test_every_committed_config_resolves(model, dataset):
+    from hgnn.models import get_model_class
+    from hgnn.train.config import resolve_config
+
+    cls = get_model_class(model)
+    config = resolve_config(cls.default_config(), model, dataset,
+                            model_choices=cls.config_choices())
+    assert set(config["model"]) == set(cls.default_config())
+
+
+def test_model_options_outside_their_choices_are_refused_where_given():
+    from hgnn.models import MODELS, get_model_class
+    from hgnn.train.config import resolve_config
+
+    checked = 0
+    for model in sorted(MODELS):
+        cls = get_model_class(model)
+        for key, allowed in cls.config_choices().items():
+            assert cls.default_config()[key] in allowed
+            for value in allowed:  # every listed value is accepted
+                config = resolve_config(cls.default_config(), model, "synthetic",
+                                        overrides=[f"model.{key}={value}"],
+                                        model_choices=cls.config_choices())
+                assert config["model"][key] == value
+            with pytest.raises(HgnnError, match=f"--set model.{key}: 'model.{key}' must be one of "
+                                                f"{', '.join(map(repr, allowed))}, got 'nope'"):
+                resolve_config(cls.default_config(), model, "synthetic",
+                               overrides=[f"model.{key}=nope"], model_choices=cls.config_choices())
+            checked += 1
+    assert checked >= 5  # gtn normalization, rphgnn merge, h2gformer act, latte norm and weights

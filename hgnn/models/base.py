@@ -45,6 +45,12 @@ class HeteroModel(nn.Module):
         return {}
 
     @classmethod
+    def config_choices(cls) -> dict[str, tuple]:
+        """The values each string option of the model section may take, checked where the config
+        is resolved (an error names the file or ``--set`` that gave another)."""
+        return {}
+
+    @classmethod
     def build(cls, data: HeteroData, task: TaskSpec, config: dict) -> HeteroModel:
         """Instantiate for a (prepared) graph and task from the resolved ``config["model"]``."""
         raise NotImplementedError

@@ -68,10 +68,11 @@ class GTN(HeteroModel):
                 "select_lr": 0.0, "select_lr_decay": 0.9}
 
     @classmethod
+    def config_choices(cls) -> dict[str, tuple]:
+        return {"normalization": NORMALIZATIONS}
+
+    @classmethod
     def build(cls, data: HeteroData, task: TaskSpec, config: dict) -> GTN:
-        if config["normalization"] not in NORMALIZATIONS:
-            raise HgnnError(f"model.normalization must be one of {', '.join(NORMALIZATIONS)}, "
-                            f"not '{config['normalization']}'")
         return cls(data.node_types, len(data.edge_types), task.target, input_channels(data.x_dict),
                    config["hidden"], task.num_classes, config["channels"], config["layers"],
                    config["normalization"], config["select_lr"], config["select_lr_decay"])

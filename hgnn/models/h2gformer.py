@@ -82,10 +82,11 @@ class H2GFormer(HeteroModel):
                 "label_embedding": True, "label_mask_rate": 0.7, "mask_seeds": False}
 
     @classmethod
+    def config_choices(cls) -> dict[str, tuple]:
+        return {"act": tuple(ACTIVATIONS)}
+
+    @classmethod
     def build(cls, data: HeteroData, task: TaskSpec, config: dict) -> H2GFormer:
-        if config["act"] not in ACTIVATIONS:
-            raise HgnnError(f"model.act must be one of {', '.join(ACTIVATIONS)}, "
-                            f"got {config['act']!r}")
         store = data[task.target]
         return cls(input_channels(data.x_dict), data.metadata(), task.target, task.num_classes,
                    store.y, store.train_mask, store.val_mask, config["dim"], config["layers"],

@@ -72,17 +72,16 @@ class LATTE(HeteroModel):
                 "proximity": False, "proximity_weights": "attention", "norm": "none"}
 
     @classmethod
+    def config_choices(cls) -> dict[str, tuple]:
+        return {"norm": NORMS, "proximity_weights": PROXIMITY_WEIGHTS}
+
+    @classmethod
     def build(cls, data: HeteroData, task: TaskSpec, config: dict) -> LATTE:
         if config["layers"] < 1:
             raise HgnnError(f"model.layers must be >= 1, got {config['layers']}")
         if config["heads"] < 1 or config["hidden"] % config["heads"]:
             raise HgnnError(f"model.hidden ({config['hidden']}) must be a multiple of model.heads "
                             f"({config['heads']})")
-        if config["norm"] not in NORMS:
-            raise HgnnError(f"model.norm must be one of {', '.join(NORMS)}, got {config['norm']!r}")
-        if config["proximity_weights"] not in PROXIMITY_WEIGHTS:
-            raise HgnnError(f"model.proximity_weights must be one of {', '.join(PROXIMITY_WEIGHTS)}, "
-                            f"got {config['proximity_weights']!r}")
         if not any(et[2] == task.target for et in data.edge_types):
             raise HgnnError(f"LATTE: no relation ends at the target type '{task.target}' (add "
                             "reverse relations with graph.add_reverse)")

@@ -52,10 +52,11 @@ class RpHGNN(HeteroModel):
                 "conv_filters": 2, "sparsity": 3.0, "precompute_dir": ""}
 
     @classmethod
+    def config_choices(cls) -> dict[str, tuple]:
+        return {"merge": tuple(MERGES)}
+
+    @classmethod
     def build(cls, data: HeteroData, task: TaskSpec, config: dict) -> RpHGNN:
-        if config["merge"] not in MERGES:
-            raise HgnnError(f"model.merge must be one of {', '.join(MERGES)}, got "
-                            f"{config['merge']!r}")
         if config["num_hops"] < 1:
             raise HgnnError(f"model.num_hops must be >= 1, got {config['num_hops']}")
         try:

@@ -88,20 +88,20 @@ TRAIN_DEFAULTS: dict = {
     "model": {},
 }
 CHOICES = {
-    ("train", "regime"): ("", "full", "sampled", "precomputed"),
-    ("train", "optimizer"): ("adam", "adamw"),
-    ("train", "scheduler"): ("none", "onecycle", "cosine", "plateau", "cosine_warmup"),
-    ("train", "sampler"): ("neighbor", "neighbor_blocks", "neighbor_joint", "budget"),
-    ("train", "loss_nodes"): ("seeds", "sampled"),
-    ("train", "eval_order"): ("sorted", "shuffled"),
-    ("train", "monitor"): ("accuracy", "micro_f1", "macro_f1", "mean_f1", "loss"),
-    ("graph", "features"): ("all", "target", "none"),
-    ("graph", "add_reverse"): ("missing", "all", "none"),
-    ("graph", "featureless"): ("embedding", "random"),
+    "train.regime": ("", "full", "sampled", "precomputed"),
+    "train.optimizer": ("adam", "adamw"),
+    "train.scheduler": ("none", "onecycle", "cosine", "plateau", "cosine_warmup"),
+    "train.sampler": ("neighbor", "neighbor_blocks", "neighbor_joint", "budget"),
+    "train.loss_nodes": ("seeds", "sampled"),
+    "train.eval_order": ("sorted", "shuffled"),
+    "train.monitor": ("accuracy", "micro_f1", "macro_f1", "mean_f1", "loss"),
+    "graph.features": ("all", "target", "none"),
+    "graph.add_reverse": ("missing", "all", "none"),
+    "graph.featureless": ("embedding", "random"),
 }
 
 
-def _merge(base: dict, override: dict, where: str, path: str = "") -> None:
+def _merge(base: dict, override: dict, where: str, choices: dict, path: str = "") -> None:
     for key, value in override.items():
         full = f"{path}{key}"
         if key not in base:
@@ -110,12 +110,12 @@ def _merge(base: dict, override: dict, where: str, path: str = "") -> None:
         if isinstance(base[key], dict):
             if not isinstance(value, dict):
                 raise HgnnError(f"{where}: '{full}' must be a mapping, got {value!r}")
-            _merge(base[key], value, where, f"{full}.")
+            _merge(base[key], value, where, choices, f"{full}.")
         else:
-            base[key] = _coerce(base[key], value, full, where)
+            base[key] = _coerce(base[key], value, full, where, choices.get(full))
 
 
-def _coerce(default, value, key: str, where: str):
+def _coerce(default, value, key: str, where: str, choices: tuple | None):
     ok = (type(value) is type(default)
           or (isinstance(default, float) and type(value) is int)
           or (isinstance(default, list) and isinstance(value, list)))
@@ -123,8 +123,6 @@ def _coerce(default, value, key: str, where: str):
         raise HgnnError(f"{where}: '{key}' must be {type(default).__name__}, got {value!r}")
     if isinstance(default, float):
         value = float(value)
-    section, _, name = key.partition(".")
-    choices = CHOICES.get((section, name))
     if key == "train.monitor" and "+" in value:
         bad = [part for part in value.split("+") if part not in choices or part == "mean_f1"]
         if bad:
@@ -156,16 +154,19 @@ def dataset_config_path(model: str, dataset: str) -> Path | None:
 
 
 def resolve_config(model_defaults: dict, model: str, dataset: str,
-                   config_file: str | Path | None = None, overrides: list[str] = ()) -> dict:
-    """The run's config (see the module docstring)."""
+                   config_file: str | Path | None = None, overrides: list[str] = (),
+                   model_choices: dict[str, tuple] | None = None) -> dict:
+    """The run's config (see the module docstring). ``model_choices`` names the values each
+    string option of the model section may take (:meth:`HeteroModel.config_choices`)."""
+    choices = {**CHOICES, **{f"model.{k}": v for k, v in (model_choices or {}).items()}}
     config = copy.deepcopy(TRAIN_DEFAULTS)
     config["model"] = copy.deepcopy(model_defaults)
     for path in filter(None, [CONFIG_DIR / model / "default.yaml",
                               dataset_config_path(model, dataset)]):
         if path.is_file():
-            _merge(config, _read_yaml(path), str(path))
+            _merge(config, _read_yaml(path), str(path), choices)
     if config_file:
-        _merge(config, _read_yaml(Path(config_file)), str(config_file))
+        _merge(config, _read_yaml(Path(config_file)), str(config_file), choices)
     for item in overrides:
         pair = parse_key_value(item)
         if pair is None:
@@ -177,7 +178,7 @@ def resolve_config(model_defaults: dict, model: str, dataset: str,
         for part in parts[:-1]:
             cursor = cursor.setdefault(part, {})
         cursor[parts[-1]] = value
-        _merge(config, nested, f"--set {key}")
+        _merge(config, nested, f"--set {key}", choices)
     return config
 
 

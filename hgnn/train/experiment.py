@@ -52,7 +52,8 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
     together (:mod:`hgnn.train.distributed`); rank 0 writes every file. Every rank returns the summary.
     """
     model_cls = get_model_class(model)
-    config = resolve_config(model_cls.default_config(), model, dataset, config_file, overrides)
+    config = resolve_config(model_cls.default_config(), model, dataset, config_file, overrides,
+                            model_choices=model_cls.config_choices())
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise HgnnError("--device cuda: no CUDA device is available")
     ctx = init_from_env(device)

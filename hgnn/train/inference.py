@@ -34,12 +34,18 @@ class Restored:
     device: torch.device
     regimes: dict[str, Regime] = field(default_factory=dict, repr=False)
 
+    def require(self, name: str, purpose: str = "") -> None:
+        """Refuse, naming the checkpoint and ``purpose``, a regime the model does not have."""
+        cls = type(self.model)
+        if name not in cls.regimes:
+            raise HgnnError(f"{self.checkpoint}: {purpose}model '{self.meta['model_name']}' has "
+                            f"no {name} regime (it has {', '.join(cls.regimes)})")
+
     def regime(self, name: str | None = None) -> Regime:
         """The regime the model trained in (``None``), or ``name`` instead; built once each."""
         cls = type(self.model)
-        if name is not None and name not in cls.regimes:
-            raise HgnnError(f"{self.checkpoint}: model '{self.meta['model_name']}' has no {name} "
-                            f"regime (it has {', '.join(cls.regimes)})")
+        if name is not None:
+            self.require(name)
         cfg = self.train_config
         if name is not None and name != cfg["regime"]:
             # inductive batches belong to the sampled regime the model trained in

@@ -88,9 +88,7 @@ def check_svm(restored: Restored) -> None:
     regime) before anything is computed."""
     if restored.task.multilabel:
         raise HgnnError(f"{restored.checkpoint}: the SVM protocol needs a single-label task")
-    if "full" not in type(restored.model).regimes:
-        raise HgnnError(f"{restored.checkpoint}: the SVM protocol reads embeddings of the whole "
-                        f"graph, and model '{restored.meta['model_name']}' has no full regime")
+    restored.require("full", "the SVM protocol reads embeddings of the whole graph, and ")
 
 
 def svm_evaluate(restored: Restored, repeat: int = 10) -> list[dict]:

@@ -5,6 +5,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,16 +91,19 @@ def cosine_with_warmup(warmup: int, total: int):
     return factor
 
 
-def make_optimizer(model: HeteroModel, cfg: dict, steps_per_epoch: int = 1):
+def make_optimizer(model: HeteroModel, cfg: dict, steps_per_epoch: int = 1,
+                   own: list[tuple[list[str], Callable[[int], float]]] | None = None):
     """The optimiser (parameters named by ``model.no_weight_decay()`` in an undecayed group) and
     the learning-rate scheduler. ``scheduler.step()`` is due once per epoch, except for ``cosine``
     (once per optimisation step, as R-HGNN's code does) and ``plateau`` (once per epoch with the
     validation loss). ``steps_per_epoch`` counts optimiser steps (batches / ``accumulate``).
-    Parameters in ``model.lr_groups`` get a group each, last, starting at their epoch -1 rate
-    (the trainer sets each epoch's rate before it trains)."""
+    Parameters in ``model.lr_groups`` (or ``own``, when the caller already holds them) get a
+    group each, last, starting at their epoch -1 rate (the trainer sets each epoch's rate before
+    it trains)."""
     cls = torch.optim.AdamW if cfg["optimizer"] == "adamw" else torch.optim.Adam
     skip = model.no_weight_decay()
-    own = model.lr_groups(cfg["lr"])
+    if own is None:
+        own = model.lr_groups(cfg["lr"])
     if own and cfg["scheduler"] != "none":
         names = ", ".join(n for names, _ in own for n in names)
         raise HgnnError(f"model '{model.name}' trains {names} at a rate of its own, which "
@@ -155,9 +159,9 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         trained = DistributedDataParallel(
             model, device_ids=[run.device.index] if run.device.type == "cuda" else None,
             find_unused_parameters=True)  # relations can be absent from a sampled batch
-    optimizer, scheduler = make_optimizer(model, cfg, regime.optimizer_steps_per_epoch())
-    per_step = scheduler if cfg["scheduler"] == "cosine" else None
     own_lr = model.lr_groups(cfg["lr"])  # set before every epoch: a resumed run needs no state
+    optimizer, scheduler = make_optimizer(model, cfg, regime.optimizer_steps_per_epoch(), own_lr)
+    per_step = scheduler if cfg["scheduler"] == "cosine" else None
     meta = run.meta(model, data)
     last_path, best_path = run.out_dir / "last.pt", run.out_dir / "best.pt"
 
