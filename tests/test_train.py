@@ -192,6 +192,103 @@ def test_resume_refuses_a_finished_seed_of_another_config(tmp_path):
                  resume=True)["per_seed"][0]["test"] == result["test"]
 
 
+def test_resume_refuses_a_finished_seed_of_another_model_or_dataset(tmp_path):
+    train("mlp", tmp_path, "train.epochs=2", "train.lr=0.01")
+    out = tmp_path / "mlp"
+    with pytest.raises(HgnnError, match=r"seed_0/result.json: cannot resume: this seed trained "
+                                        r"model 'mlp', not 'rgcn'"):
+        run_experiment("rgcn", "synthetic", [0], overrides=["train.epochs=2", "train.lr=0.01"],
+                       out_dir=out, quiet=True, resume=True, dataset_options=SMALL)
+    write_hgb(tmp_path / "DBLP")
+    with pytest.raises(HgnnError, match=r"trained dataset 'synthetic', not '.*DBLP'"):
+        run_experiment("mlp", str(tmp_path / "DBLP"), [0], out_dir=out, quiet=True, resume=True)
+    # a result from before seeds recorded the model is checked against the run's summary
+    result_path = out / "seed_0" / "result.json"
+    result = json.loads(result_path.read_text())
+    del result["model"], result["dataset"]
+    result_path.write_text(json.dumps(result))
+    with pytest.raises(HgnnError, match="trained model 'mlp', not 'rgcn'"):
+        run_experiment("rgcn", "synthetic", [0], overrides=["train.epochs=2", "train.lr=0.01"],
+                       out_dir=out, quiet=True, resume=True, dataset_options=SMALL)
+
+
+def test_a_dataset_path_is_recorded_absolute_and_trains_on_model_defaults(tmp_path, monkeypatch,
+                                                                           capsys):
+    write_hgb(tmp_path / "DBLP")
+    monkeypatch.chdir(tmp_path)
+    summary = run_experiment("mlp", "DBLP", [0], overrides=["train.epochs=2"],
+                             out_dir=tmp_path / "run")
+    assert summary["dataset"] == str(tmp_path / "DBLP")
+    assert all(Path(f).name == "default.yaml" for f in summary["config_files"])
+    assert "is read as a path" in capsys.readouterr().err
+    monkeypatch.chdir("/")  # evaluate finds the data from anywhere
+    best = tmp_path / "run" / "seed_0" / "best.pt"
+    assert evaluate_checkpoint(best)["test"] == summary["per_seed"][0]["test"]
+
+
+def test_a_failed_start_leaves_no_empty_run_folder(tmp_path):
+    with pytest.raises(HgnnError):
+        run_experiment("mlp", str(tmp_path / "missing"), [0], out_dir=tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(HgnnError):
+        run_experiment("mlp", str(tmp_path / "missing"), [0], out_dir=tmp_path / "kept",
+                       quiet=True)
+    assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
+
+
+@pytest.mark.parametrize("args,words", [
+    (["train", "--seeds", "0", "0"], "--seeds 0 0: a seed is given twice"),
+    (["train", "--epochs", "0"], "'train.epochs' must be >= 1, got 0"),
+    (["train", "--set", "train.lr=-1"], "'train.lr' must be >= 0, got -1"),
+    (["train", "--set", "model.hidden=-4"], "'model.hidden' must be >= 1, got -4"),
+    (["train", "--set", "model.dropout=1.5"], "'model.dropout' must be in [0, 1], got 1.5"),
+    (["train", "--set", "train.num_neighbors=[10, x]"],
+     "'train.num_neighbors' must be a list of int, got [10, 'x']"),
+    (["train", "--set", "train.num_neighbors=[10, 0]"], "counts >= 1 or -1"),
+    (["train", "--device", "tpu"], "--device 'tpu': expected cpu, cuda or cuda:N"),
+])
+def test_cli_refuses_bad_values_before_loading(args, words, capsys, tmp_path):
+    from hgnn.cli.main import main
+
+    assert main([*args, "--quiet", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_refuses_a_bad_ops_backend_and_device_at_evaluate(tmp_path, monkeypatch, capsys):
+    from hgnn.cli.main import main
+
+    train("rgcn", tmp_path, "train.epochs=2", "train.lr=0.01")  # rgcn aggregates on hgnn.ops
+    best = str(tmp_path / "rgcn" / "seed_0" / "best.pt")
+    assert main(["evaluate", "--checkpoint", best, "--device", "nope"]) == 2
+    assert "--device 'nope'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["evaluate", "--checkpoint", best, "--device", "cuda"]) == 2
+        assert "--device cuda: no CUDA device is available" in capsys.readouterr().err
+    monkeypatch.setenv("HGNN_OPS_BACKEND", "bogus")
+    assert main(["evaluate", "--checkpoint", best]) == 2
+    assert "HGNN_OPS_BACKEND='bogus': choose from auto, reference" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_folder_or_unwritable_out_and_leaves_nothing(tmp_path, capsys):
+    from hgnn.cli.main import main
+
+    train("mlp", tmp_path, "train.epochs=2", "train.lr=0.01")
+    best = str(tmp_path / "mlp" / "seed_0" / "best.pt")
+    (tmp_path / "folder").mkdir()
+    assert main(["predict", "--checkpoint", best, "--out", str(tmp_path / "folder")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert not (tmp_path / "folder.tmp").exists()
+    (tmp_path / "file").write_text("")
+    assert main(["predict", "--checkpoint", best, "--out", str(tmp_path / "file" / "p.csv")]) == 2
+    assert "cannot create its folder" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", best, "--out", str(tmp_path / "p.csv")]) == 0
+    assert (tmp_path / "p.csv").read_text().startswith("node,label\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder", "mlp", "p.csv"]
+
+
 def test_sampled_regime_runs_and_is_deterministic(tmp_path):
     args = ("train.regime=sampled", "train.epochs=4", "train.batch_size=256",
             "train.num_neighbors=[5, 5]")

@@ -156,8 +156,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hgnn.train.inference import explain_checkpoint, format_explanation, predict_checkpoint
+    from hgnn.train.inference import (
+        explain_checkpoint,
+        format_explanation,
+        output_path,
+        predict_checkpoint,
+        write_atomically,
+    )
 
+    output_path(args.out)
     weights = None
     if args.explain:  # before writing anything, so an unsupported model leaves no file behind
         weights = explain_checkpoint(args.checkpoint, args.dataset, args.root, args.device)
@@ -165,7 +172,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(out)
     if weights is not None:
         path = Path(str(out) + ".explain.json")
-        path.write_text(json.dumps(weights, indent=1))
+        write_atomically(path, json.dumps(weights, indent=1))
         print(format_explanation(weights))
         print(f"relation weights: {path}")
     return 0

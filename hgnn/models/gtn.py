@@ -115,7 +115,7 @@ class GTN(HeteroModel):
                 if not steps or (steps[0][0] if row else steps[-1][2]) != self.target:
                     continue
                 if all(a[2] == b[0] for a, b in zip(steps, steps[1:], strict=False)):
-                    label = " -> ".join([steps[0][0]] + [f"{r} {d}" for _, r, d in steps])
+                    label = steps[0][0] + "".join(f" -[{r}]-> {d}" for _, r, d in steps)
                     score = math.prod(float(w[m, c, k]) for m, k in enumerate(path))
                     scores[label] = scores.get(label, 0.0) + score
             top = sorted(scores.items(), key=lambda kv: -kv[1])[:TOP_METAPATHS]

@@ -37,6 +37,10 @@ def backend_for(t: Tensor, backend: str | None = None) -> str:
     """The backend an op will use for tensor ``t``."""
     choice = backend or os.environ.get("HGNN_OPS_BACKEND") or "auto"
     if choice not in BACKENDS + ("auto",):
+        if backend is None:  # a user's setting, not a caller's argument
+            from hgnn.errors import HgnnError
+
+            raise HgnnError(f"HGNN_OPS_BACKEND={choice!r}: choose from auto, {', '.join(BACKENDS)}")
         raise ValueError(f"unknown ops backend {choice!r} (choose from {', '.join(BACKENDS)})")
     if choice != "auto":
         return choice

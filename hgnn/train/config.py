@@ -101,6 +101,45 @@ CHOICES = {
 }
 
 
+# Numeric options outside these ranges would fail deep inside torch, or train nothing.
+AT_LEAST_ONE = {"train.epochs", "train.batch_size", "train.eval_batch_size", "train.accumulate",
+                "graph.random_dim"}
+NON_NEGATIVE = {"train.lr", "train.weight_decay", "train.patience", "train.min_epochs", "train.warmup_epochs",
+                "train.iters_per_epoch", "train.eval_subset", "train.grad_clip",
+                "train.plateau_patience"}
+UNIT_INTERVAL = {"train.pct_start", "train.plateau_factor"}
+# model sizes, whatever the model: a model section's key with one of these names is >= 1
+MODEL_SIZES = {"hidden", "dim", "heads", "layers", "channels", "num_hops", "relation_hidden",
+               "relation_input"}
+# fan-outs: a count per hop, or -1 for every neighbour; budgets: nodes per type and step
+FANOUTS = {"train.num_neighbors", "train.eval_num_neighbors", "train.monitor_num_neighbors"}
+LIST_ITEMS = {**dict.fromkeys(FANOUTS, int), "train.budget": int}
+
+
+def _check_range(key: str, value, where: str) -> None:
+    name = key.rpartition(".")[2]
+    in_model = key.startswith("model.")
+    if isinstance(value, list):
+        if key in FANOUTS and any(n < 1 and n != -1 for n in value):
+            raise HgnnError(f"{where}: '{key}' takes counts >= 1 or -1 (every neighbour) per hop, "
+                            f"got {value!r}")
+        if key == "train.budget" and any(n < 1 for n in value):
+            raise HgnnError(f"{where}: '{key}' takes node counts >= 1, got {value!r}")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if key in UNIT_INTERVAL or in_model and ("dropout" in name or name.endswith("_rate")):
+        ok, need = 0 <= value <= 1, "in [0, 1]"
+    elif key in AT_LEAST_ONE or in_model and name in MODEL_SIZES:
+        ok, need = value >= 1, ">= 1"
+    elif key in NON_NEGATIVE:
+        ok, need = value >= 0, ">= 0"
+    else:
+        return
+    if not ok:
+        raise HgnnError(f"{where}: '{key}' must be {need}, got {value!r}")
+
+
 def _merge(base: dict, override: dict, where: str, choices: dict, path: str = "") -> None:
     for key, value in override.items():
         full = f"{path}{key}"
@@ -123,6 +162,10 @@ def _coerce(default, value, key: str, where: str, choices: tuple | None):
         raise HgnnError(f"{where}: '{key}' must be {type(default).__name__}, got {value!r}")
     if isinstance(default, float):
         value = float(value)
+    item = LIST_ITEMS.get(key)
+    if item is not None and any(type(v) is not item for v in value):
+        raise HgnnError(f"{where}: '{key}' must be a list of {item.__name__}, got {value!r}")
+    _check_range(key, value, where)
     if key == "train.monitor" and "+" in value:
         bad = [part for part in value.split("+") if part not in choices or part == "mean_f1"]
         if bad:
@@ -149,6 +192,10 @@ def _read_yaml(path: Path) -> dict:
 
 def dataset_config_path(model: str, dataset: str) -> Path | None:
     """``hgnn/configs/<model>/<dataset>.yaml`` when it exists (registered datasets only)."""
+    from hgnn.data.registry import is_path_like
+
+    if is_path_like(dataset):
+        return None
     path = CONFIG_DIR / model / f"{dataset}.yaml"
     return path if path.is_file() else None
 

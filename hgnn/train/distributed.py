@@ -29,6 +29,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from hgnn.errors import HgnnError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -131,6 +133,19 @@ def init_from_env(device: str = "cpu") -> DistContext:
     _CONTEXT = DistContext(dist.get_rank(), dist.get_world_size(),
                            int(os.environ.get("LOCAL_RANK", "0")))
     return _CONTEXT
+
+
+def parse_device(device: str) -> torch.device:
+    """``--device`` as a torch device, refused unless it is the CPU or an available CUDA GPU."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise HgnnError(f"--device {device!r}: expected cpu, cuda or cuda:N")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise HgnnError(f"--device {device}: no CUDA device is available")
+    return dev
 
 
 def device_for(device: str, ctx: DistContext) -> torch.device:

@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
+import sys
+import time
 from pathlib import Path
 
-import torch
-
 from hgnn.data import load_dataset
+from hgnn.data.registry import is_path_like
 from hgnn.errors import HgnnError
 from hgnn.models import get_model_class
 from hgnn.train.config import config_differences, config_sources, resolve_config
-from hgnn.train.distributed import device_for, init_from_env
+from hgnn.train.distributed import device_for, init_from_env, parse_device
 from hgnn.train.graph import prepare_graph
 from hgnn.train.metrics import METRICS
 from hgnn.train.record import hardware, peak_gpu_memory_mb, peak_memory_mb, versions
@@ -20,7 +22,7 @@ from hgnn.train.trainer import SeedRun, train_seed
 
 # Fields of a seed's result.json that the summary's per_seed entries leave out: bulky, or the same
 # for every seed and kept once at the summary's top level.
-NOT_IN_SUMMARY = ("history", "task", "config", "dataset_options")
+NOT_IN_SUMMARY = ("history", "task", "config", "dataset_options", "model", "dataset")
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
@@ -52,12 +54,19 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
     together (:mod:`hgnn.train.distributed`); rank 0 writes every file. Every rank returns the summary.
     """
     model_cls = get_model_class(model)
+    if len(set(seeds)) != len(seeds):
+        raise HgnnError(f"--seeds {' '.join(map(str, seeds))}: a seed is given twice")
+    if is_path_like(dataset):  # recorded so that evaluate finds it from any working directory
+        dataset = str(Path(dataset).resolve())
     config = resolve_config(model_cls.default_config(), model, dataset, config_file, overrides,
                             model_choices=model_cls.config_choices())
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise HgnnError("--device cuda: no CUDA device is available")
+    parse_device(device)
     ctx = init_from_env(device)
     dev = device_for(device, ctx)
+    if is_path_like(dataset) and not quiet and ctx.is_main:
+        print(f"hgnn: note: {dataset} is read as a path, so no hgnn/configs/{model}/<dataset>.yaml "
+              "applies and the model's defaults train it; --config FILE gives other settings",
+              file=sys.stderr)
     dataset_label = Path(dataset).name if Path(dataset).exists() else dataset
     out = Path(out_dir) if out_dir else Path("runs") / f"{model}-{dataset_label}"
     if out.exists() and not resume and ctx.is_main:
@@ -71,20 +80,36 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
         done = out / f"seed_{seed}" / "result.json"
         if done.is_file():
             finished[seed] = json.loads(done.read_text())
-            _check_finished_seed(done, finished[seed], previous, config, options)
+            _check_finished_seed(done, finished[seed], previous,
+                                 {"model": model, "dataset": dataset}, config, options)
     per_seed, prepared = [], {}
+    if dev.type == "cpu" and len(finished) < len(seeds):
+        # built (or loaded from torch's cache) here, so a first run's compile is not timed as
+        # precompute or training; HGNN_OPS_BACKEND=reference skips it
+        from hgnn.ops import cpu as cpu_ops
+
+        start = time.perf_counter()
+        if os.environ.get("HGNN_OPS_BACKEND") != "reference" and cpu_ops.available():
+            prepared["cpu_ops_load_s"] = time.perf_counter() - start
     for seed in seeds:
         seed_dir = out / f"seed_{seed}"
         if seed in finished:
             per_seed.append(finished[seed])
             continue
+        made = [d for d in (out, seed_dir) if not d.exists()]
         seed_dir.mkdir(parents=True, exist_ok=True)
-        record: dict = {}
-        data, task = load_prepared(dataset, root, seed, config, dataset_options, record)
-        for key, value in record.items():  # the first seed's: it is the one that pays
-            prepared.setdefault(key, value)
-        run = SeedRun(model, dataset, seed, config, task, seed_dir, dev, quiet, options)
-        per_seed.append(train_seed(run, model_cls, data, resume=resume))
+        try:
+            record: dict = {}
+            data, task = load_prepared(dataset, root, seed, config, dataset_options, record)
+            for key, value in record.items():  # the first seed's: it is the one that pays
+                prepared.setdefault(key, value)
+            run = SeedRun(model, dataset, seed, config, task, seed_dir, dev, quiet, options)
+            per_seed.append(train_seed(run, model_cls, data, resume=resume))
+        except BaseException:
+            for folder in reversed(made):  # a failed start leaves no empty run folder behind
+                if ctx.is_main and folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+            raise
     if previous is not None and previous.get("seeds") == list(seeds) \
             and all(seed in finished for seed in seeds):
         # Nothing trained here: rewriting would stamp this checkout's commit, versions and
@@ -118,17 +143,24 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
     return summary
 
 
-def _check_finished_seed(path: Path, finished: dict, summary: dict | None, config: dict,
-                         dataset_options: dict) -> None:
-    """Refuse to resume past a seed that finished under another config or dataset options.
+def _check_finished_seed(path: Path, finished: dict, summary: dict | None, identity: dict,
+                         config: dict, dataset_options: dict) -> None:
+    """Refuse to resume past a seed that finished with another model, dataset, config or dataset
+    options.
 
-    Results written before seeds recorded their config are checked against the run's
-    ``summary``, when there is one.
+    Results written before seeds recorded these are checked against the run's ``summary``, when
+    there is one.
     """
-    recorded, options = finished.get("config"), finished.get("dataset_options")
-    if recorded is None and summary is not None:
-        recorded, options = summary.get("config"), summary.get("dataset_options")
-    changes = [] if recorded is None else config_differences(recorded, config)
+    def recorded(key: str):
+        value = finished.get(key)
+        return summary.get(key) if value is None and summary is not None else value
+
+    for key, value in identity.items():
+        if recorded(key) is not None and recorded(key) != value:
+            raise HgnnError(f"{path}: cannot resume: this seed trained {key} '{recorded(key)}', not "
+                            f"'{value}'. Start without --resume, or write to another --out folder")
+    options = recorded("dataset_options")
+    changes = [] if recorded("config") is None else config_differences(recorded("config"), config)
     if options is not None and options != dataset_options:
         changes.append(f"dataset options: {options!r} -> {dataset_options!r}")
     if changes:

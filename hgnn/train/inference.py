@@ -13,6 +13,7 @@ from hgnn.models import get_model_class
 from hgnn.models.base import HeteroModel
 from hgnn.train.checkpoint import load_checkpoint
 from hgnn.train.config import with_defaults
+from hgnn.train.distributed import parse_device
 from hgnn.train.experiment import load_prepared
 from hgnn.train.metrics import compute_metrics, predict
 from hgnn.train.regimes import Regime, make_regime
@@ -60,6 +61,7 @@ class Restored:
 def load_restored(checkpoint: str | Path, dataset: str | None = None, root: str | None = None,
                   device: str = "cpu") -> Restored:
     """A checkpoint's model rebuilt on its dataset or another with the same schema."""
+    dev = parse_device(device)
     ckpt = load_checkpoint(checkpoint)
     for key in ("model_name", "dataset", "seed", "config", "task", "schema", "model_state"):
         if key not in ckpt:
@@ -74,7 +76,6 @@ def load_restored(checkpoint: str | Path, dataset: str | None = None, root: str 
         raise HgnnError(f"{checkpoint}: the checkpoint was trained on '{ckpt['dataset']}' and does "
                         f"not match '{dataset or ckpt['dataset']}' (node types, relations, input "
                         "widths or classes differ)")
-    dev = torch.device(device)
     model = model_cls.build(data, task, config["model"]).to(dev)
     try:
         model.load_state_dict(ckpt["model_state"])
@@ -118,6 +119,7 @@ def predict_checkpoint(checkpoint: str | Path, out: str | Path, dataset: str | N
     ``node_id<TAB><TAB>node_type<TAB>label[,label...]`` with the file's global ids. Other datasets
     get ``node,label[,label...]`` with the target type's local ids.
     """
+    out = output_path(out)
     model, regime, data, task, _ = restore(checkpoint, dataset, root, device)
     ids = regime.split_ids["test"]
     pred = predict(regime.logits(model, ("test",))["test"], task.multilabel)
@@ -130,12 +132,31 @@ def predict_checkpoint(checkpoint: str | Path, out: str | Path, dataset: str | N
             lines.append(f"{int(store.hgb_id[i])}\t\t{data.hgb_node_types[task.target]}\t{labels}")
         else:
             lines.append(f"{i},{labels}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(("" if hgb else "node,label\n") + "\n".join(lines) + "\n")
-    tmp.replace(out)
+    write_atomically(out, ("" if hgb else "node,label\n") + "\n".join(lines) + "\n")
     return out
+
+
+def output_path(out: str | Path) -> Path:
+    """``out`` as a file this process can write, its folder made; refused before any work."""
+    out = Path(out)
+    if out.is_dir():
+        raise HgnnError(f"--out {out}: is a folder; give a file name")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HgnnError(f"--out {out}: cannot create its folder ({exc.strerror})") from None
+    return out
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """``path`` holds ``text`` in full, or is left as it was (nothing half-written beside it)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise HgnnError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 def explain_checkpoint(checkpoint: str | Path, dataset: str | None = None, root: str | None = None,

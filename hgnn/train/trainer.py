@@ -246,6 +246,7 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
     logits = regime.logits(model, ("val", "test"), subset=True)
     eval_s = state["eval_s"] + time.perf_counter() - t0
     result = {
+        "model": run.model_name, "dataset": run.dataset,
         "seed": run.seed, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
         "regime": regime_name, "task": run.task.to_dict(),
         "val": compute_metrics(logits["val"], regime.scored_labels("val"), run.task),
