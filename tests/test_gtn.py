@@ -192,7 +192,7 @@ def test_model_outputs_the_target_rows_and_hooks():
             model.conv.selection[m, 0] = -20.0
             model.conv.selection[m, 0, k] = 20.0
     paths = model.explain(data.x_dict, data.edge_index_dict)["meta-paths, channel 0"]
-    assert list(paths)[0] == "b -> to a -> to b" and paths["b -> to a -> to b"] > 0.99
+    assert list(paths)[0] == "b -[to]-> a -[to]-> b" and paths["b -[to]-> a -[to]-> b"] > 0.99
     assert list(paths.values()) == sorted(paths.values(), reverse=True)
     assert all(v < 0.01 for v in list(paths.values())[1:])
     assert all(p.startswith("b ") for p in paths)  # the target type b reads along each path
