@@ -296,8 +296,9 @@ def test_gtn_zip_with_evil_edges_is_refused(tmp_path):
 
 
 def _heco_folder(root: Path, md: str) -> Path:
+    """HeCo's layout with all 3,492 movies labelled but only movies 0..3 linked."""
     root.mkdir()
-    np.save(root / "labels.npy", np.array([0, 1, 2, 0], dtype=np.int64))
+    np.save(root / "labels.npy", np.arange(3492, dtype=np.int64) % 3)
     (root / "ma.txt").write_text("0\t0\n1\t1\n2\t0\n3\t2\n")
     (root / "md.txt").write_text(md)
     (root / "mw.txt").write_text("0\t0\n1\t0\n2\t0\n3\t0\n")
@@ -308,7 +309,9 @@ def _heco_folder(root: Path, md: str) -> Path:
 
 def test_heco_small_folder_reads(tmp_path):
     data, task = read_heco_freebase(_heco_folder(tmp_path / "ok", "0\t0\n1\t1\n2\t1\n3\t0\n"))
-    assert data["actor"].num_nodes == 3 and data["director"].num_nodes == 2
+    # The release's counts, not the largest id + 1 (ids 3 and 2 here).
+    assert data["actor"].num_nodes == 33401 and data["director"].num_nodes == 2502
+    assert data["movie"].num_nodes == 3492 and data["writer"].num_nodes == 4459
     assert task.featureless == ("movie", "actor", "director", "writer")
 
 
@@ -318,7 +321,8 @@ def test_heco_small_folder_reads(tmp_path):
     ("0\t0\n1\t1\n2\tx\n", 3),  # not a number
     ("0\t0\n1\t1\t5\n", 2),  # three fields
     ("0\t0\n1\t-1\n", 2),  # negative id
-    ("0\t0\n9\t1\n", 2),  # movie id beyond labels.npy
+    ("0\t0\n3492\t1\n", 2),  # movie id beyond HeCo's 3,492 movies
+    ("0\t0\n1\t1\n2\t2502\n", 3),  # director id beyond HeCo's 2,502 directors
 ])
 def test_heco_malformed_line_is_named(tmp_path, md, line):
     with pytest.raises(DataFormatError) as err:

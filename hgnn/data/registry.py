@@ -6,7 +6,10 @@ taken as a path to a folder or zip in HGB format (a user's own graph).
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +19,14 @@ from torch_geometric.data import HeteroData
 from hgnn.data import cache
 from hgnn.data.source import Source
 from hgnn.data.task import TaskSpec
-from hgnn.errors import DataFormatError, UnknownNameError
+from hgnn.errors import DataFormatError, HgnnError, UnknownNameError
 
-# Bump when a reader's output changes, so stale cache entries are not reused.
-READER_VERSION = 2
+# Bump when a reader's output changes, so stale cache entries are not reused. 3: HeCo Freebase's
+# node counts and GTN's class counts are the releases', no longer the largest id + 1.
+READER_VERSION = 3
+
+# Reader parameters that are not options: the files, and the seed that load_dataset passes itself.
+NOT_OPTIONS = ("path", "seed")
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,19 @@ class DatasetEntry:
     def resolve_reader(self) -> Callable[..., tuple[HeteroData, TaskSpec]]:
         module, func = self.reader.split(":")
         return getattr(importlib.import_module(module), func)
+
+    def option_types(self) -> dict[str, object]:
+        """The reader's options, name -> type annotation (``object`` where it has none): its
+        keyword parameters except ``path`` and ``seed``."""
+        reader = self.resolve_reader()
+        try:
+            hints = typing.get_type_hints(reader)
+        except Exception:  # an annotation that does not resolve only loses the type check
+            hints = {}
+        return {name: hints.get(name, object)
+                for name, p in inspect.signature(reader).parameters.items()
+                if name not in NOT_OPTIONS
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 _HGB = "hgnn.data.formats.hgb:read_hgb"
@@ -148,6 +168,97 @@ def get_entry(name: str) -> DatasetEntry:
                                "folder or zip in HGB format)") from None
 
 
+def entry_for(name: str) -> DatasetEntry:
+    """The registry row of ``name``, or a row for a folder / zip in HGB format when it is a path."""
+    if is_path_like(name):
+        return DatasetEntry(str(name), _HGB, (), "custom dataset in HGB format")
+    return get_entry(name)
+
+
+def check_options(dataset: str | DatasetEntry, options: dict) -> dict:
+    """``options`` (``--data KEY=VALUE``) checked against the parameters of the dataset's reader: an
+    unknown name, or a value of the wrong type (``homophily=abc``), is an :class:`HgnnError` naming
+    the dataset and the option. Returns the options with numbers converted where the reader takes a
+    float or a string. :func:`load_dataset` calls it; a command can call it before any other work."""
+    entry = dataset if isinstance(dataset, DatasetEntry) else entry_for(dataset)
+    known = entry.option_types()
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise UnknownNameError(f"{entry.name}: unknown option(s) {unknown} (known: "
+                               f"{', '.join(known) or 'none'})")
+    out = {}
+    for key, value in options.items():
+        matched, value = _match_type(value, known[key])
+        if not matched:
+            raise HgnnError(f"{entry.name}: option '{key}' expects {_describe_type(known[key])}, "
+                            f"got {value!r}")
+        out[key] = value
+    return out
+
+
+def _match_type(value, hint) -> tuple[bool, object]:
+    """``(True, value converted)`` when ``value`` fits the annotation ``hint``, else ``(False,
+    value)``. Covers what readers annotate: numbers, strings, booleans, unions with ``None`` and
+    ``dict`` of those; any other annotation accepts every value."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is object or hint is typing.Any:
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            matched, converted = _match_type(value, arg)
+            if matched:
+                return True, converted
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if hint is str:  # a YAML number is text the user typed: "domain_file=2" means "2"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, str(value)
+        return isinstance(value, str), value
+    if origin is dict:
+        if not isinstance(value, dict):
+            return False, value
+        key_type, value_type = args or (object, object)
+        out = {}
+        for k, v in value.items():
+            k_ok, k = _match_type(k, key_type)
+            v_ok, v = _match_type(v, value_type)
+            if not (k_ok and v_ok):
+                return False, value
+            out[k] = v
+        return True, out
+    if isinstance(hint, type):
+        return isinstance(value, hint), value
+    return True, value
+
+
+def _describe_type(hint) -> str:
+    """``float | None`` -> ``"a number (or null)"``, for error messages."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_describe_type(a) for a in args if a is not type(None)]
+        text = " or ".join(parts)
+        return f"{text} (or null)" if type(None) in args else text
+    if origin is dict:
+        key_type, value_type = args or (object, object)
+        return f"a mapping {{{_short_type(key_type)}: {_short_type(value_type)}}}"
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             type(None): "null"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _short_type(hint) -> str:
+    return {int: "integer", float: "number", str: "string", bool: "boolean"}.get(
+        hint, getattr(hint, "__name__", str(hint)))
+
+
 def is_path_like(name: str) -> bool:
     return name not in DATASETS and (os.sep in name or "/" in name or name.endswith(".zip")
                                      or Path(name).exists())
@@ -176,12 +287,13 @@ def load_dataset(
         ``(src, rel, dst)``, and ``y`` / ``train_mask`` / ``val_mask`` / ``test_mask`` on the target
         type; and the :class:`TaskSpec`.
     """
+    entry = entry_for(name)
+    options = check_options(entry, options)  # before any file is looked for or read
+    path: Path | None = None
     if is_path_like(name):
-        entry = DatasetEntry(str(name), _HGB, (), "custom dataset in HGB format")
-        path: Path | None = Path(name)
-    else:
-        entry = get_entry(name)
-        path = dataset_path(name, root) if entry.paths else None
+        path = Path(name)
+    elif entry.paths:
+        path = dataset_path(name, root)
     opts = {**entry.options, **options}
     reader = entry.resolve_reader()
     if path is None:

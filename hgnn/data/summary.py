@@ -54,8 +54,19 @@ def format_summary(name: str, info: dict) -> str:
     return "\n".join(lines)
 
 
+SCHEMA_FORMATS = (".png", ".svg", ".pdf")
+
+
+def check_schema_path(path: str | Path) -> None:
+    """Refuse a ``--schema`` file whose extension names no format it can be drawn in."""
+    if Path(path).suffix.lower() not in SCHEMA_FORMATS:
+        raise HgnnError(f"--schema {path}: the file name must end in "
+                        f"{', '.join(SCHEMA_FORMATS)} (the image format)")
+
+
 def draw_schema(data: HeteroData, task: TaskSpec, path: str | Path, title: str = "") -> Path:
     """Draw the metagraph: node types as nodes (with counts), relations as labelled arrows."""
+    check_schema_path(path)
     try:
         import matplotlib
 
@@ -90,7 +101,11 @@ def draw_schema(data: HeteroData, task: TaskSpec, path: str | Path, title: str =
     ax.set_title(title or f"metagraph (target: {task.target})")
     ax.axis("off")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    except OSError as exc:
+        raise HgnnError(f"--schema {path}: cannot write ({exc.strerror})") from None
+    finally:
+        plt.close(fig)
     return path

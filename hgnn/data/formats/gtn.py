@@ -27,6 +27,11 @@ KNOWN_TYPES: dict[tuple[int, ...], tuple[str, ...]] = {
     (4057, 14328, 20): ("author", "paper", "conference"),  # DBLP
     (4661, 2270, 5841): ("movie", "director", "actor"),  # IMDB
 }
+# Classes of the same releases (SOURCE.md): their labels are checked against these rather than
+# counted as the largest label + 1.
+KNOWN_CLASSES: dict[tuple[int, ...], int] = {
+    (3025, 5912, 57): 3, (4057, 14328, 20): 4, (4661, 2270, 5841): 3,
+}
 
 Range = tuple[int, int]  # [start, end) in the global id space
 
@@ -58,6 +63,13 @@ def read_gtn(path: str | Path, **options) -> tuple[HeteroData, TaskSpec]:
                                        "cannot be told")
     ranges = infer_type_ranges(mats, n, where_e)
     sizes = tuple(end - start for start, end in ranges)
+    release = next((known for known in KNOWN_TYPES if sum(known) == n), None)
+    if release is not None and sizes != release:
+        # The node count is a known release's, so a damaged edge moved the type boundaries.
+        raise DataFormatError(where_e, f"the edges split the {n} nodes into types of sizes "
+                                       f"{list(sizes)}, not the release's {list(release)} "
+                                       f"({', '.join(KNOWN_TYPES[release])}): an edge joins the "
+                                       "wrong id ranges")
     names = KNOWN_TYPES.get(sizes, tuple(f"type{i}" for i in range(len(ranges))))
     typed = dict(zip(names, ranges, strict=True))
 
@@ -72,7 +84,8 @@ def read_gtn(path: str | Path, **options) -> tuple[HeteroData, TaskSpec]:
 
     where_y = source.where("labels.pkl")
     labels = safe_load(source.read_bytes("labels.pkl"), where_y, ARRAYS_ONLY)
-    target, num_classes = attach_fixed_split(data, labels, typed, where_y)
+    target, num_classes = attach_fixed_split(data, labels, typed, where_y,
+                                             num_classes=KNOWN_CLASSES.get(sizes))
     task = TaskSpec(target=target, num_classes=num_classes, multilabel=False,
                     metrics=("macro_f1", "micro_f1"), split="fixed")
     return data, task
@@ -174,8 +187,10 @@ def attach_fixed_split(data: HeteroData, labels: object, typed: dict[str, Range]
         raise DataFormatError(where, f"labelled nodes span several node types ({target} is "
                                      f"[{start}, {end}))")
     top = int(classes.max()) + 1 if num_classes is None else num_classes
-    if classes.min() < 0 or classes.max() >= top:
-        raise DataFormatError(where, f"class labels must lie in [0, {top})")
+    bad = np.flatnonzero((classes < 0) | (classes >= top))
+    if bad.size:
+        raise DataFormatError(where, f"class labels must lie in [0, {top}), node {nodes[bad[0]]} "
+                                     f"has {classes[bad[0]]}")
     store = data[target]
     y = torch.full((end - start,), -1, dtype=torch.long)
     y[torch.from_numpy(nodes - start)] = torch.from_numpy(classes)

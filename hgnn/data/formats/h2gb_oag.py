@@ -90,7 +90,7 @@ def read_h2gb_oag(path: str | Path, domain: str = "cs", **options) -> tuple[Hete
         for row, node_id in enumerate(table["id"]):
             if ids.get(_scalar(node_id)) != row:
                 raise DataFormatError(where, f"node_feature['{node_type}'] row {row} has id "
-                                      f"{node_id!r}, which node_forward does not map to {row}")
+                                      f"{_scalar(node_id)!r}, which node_forward does not map to {row}")
         data[node_type].x = _stack(table["emb"], where, node_type)
         data[node_type].num_nodes = n
         sizes[node_type] = n
@@ -289,7 +289,7 @@ def _edges(pairs, n_src: int, n_tar: int, where: str, key: tuple) -> torch.Tenso
         raise DataFormatError(where, f"edge_list entry {key} is not a dict")
     for tar_id, src_ids in pairs.items():
         if not isinstance(src_ids, Mapping):
-            raise DataFormatError(where, f"edge_list entry {key}[{tar_id!r}] is not a dict")
+            raise DataFormatError(where, f"edge_list entry {key}[{_scalar(tar_id)!r}] is not a dict")
         tar_id = _scalar(tar_id)
         for src_id in src_ids:
             src.append(_scalar(src_id))

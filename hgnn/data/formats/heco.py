@@ -3,6 +3,9 @@
 Three edge lists (``ma.txt``, ``md.txt``, ``mw.txt``: ``movie \\t other`` in per-type local ids),
 ``labels.npy`` over movies and the shipped ``{train,val,test}_{20,40,60}.npy`` splits. No features
 are shipped, so every type is featureless.
+
+The node counts are those of the release (:data:`NUM_NODES`), not the largest id seen: an id outside
+them is a damaged file, refused with the file and line.
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from hgnn.errors import DataFormatError, HgnnError, UnknownNameError
 
 SPLITS = (20, 40, 60)  # labelled training movies per class, as shipped
 EDGE_FILES = {"actor": "ma.txt", "director": "md.txt", "writer": "mw.txt"}
+# Nodes per type, from HeCo's paper and HeCo_Freebase/SOURCE.md (every id in each range has an edge).
+NUM_NODES = {"movie": 3492, "actor": 33401, "director": 2502, "writer": 4459}
 
 
 class SplitOptionError(HgnnError, ValueError):
@@ -47,17 +52,25 @@ def read_heco_freebase(path: str | Path, split: int = 20,
     labels = _npy(source, "labels.npy")
     if labels.min() < 0 or labels.max() >= 3:
         raise DataFormatError(source.where("labels.npy"), "class labels must lie in [0, 3)")
-    n_movies = len(labels)
+    n_movies = NUM_NODES["movie"]
+    if len(labels) != n_movies:
+        raise DataFormatError(source.where("labels.npy"), f"{len(labels)} labels, but HeCo's "
+                              f"Freebase has {n_movies} movies")
 
     data = HeteroData()
     data["movie"].num_nodes = n_movies
     for other, member in EDGE_FILES.items():
         pairs = read_pairs(source, member)
-        bad = np.flatnonzero(pairs[:, 0] >= n_movies)
+        bad = np.flatnonzero((pairs >= [n_movies, NUM_NODES[other]]).any(1))
         if len(bad):
-            raise DataFormatError(source.where(member), f"movie id {pairs[bad[0], 0]} is out of "
-                                  f"range: labels.npy has {n_movies} movies", line=int(bad[0]) + 1)
-        data[other].num_nodes = int(pairs[:, 1].max()) + 1 if len(pairs) else 0
+            row = int(bad[0])
+            col = 0 if pairs[row, 0] >= n_movies else 1
+            node_type = ("movie", other)[col]
+            n = NUM_NODES[node_type]
+            raise DataFormatError(source.where(member), f"{node_type} id {pairs[row, col]} is out "
+                                  f"of range: HeCo's Freebase has {n} {node_type}s (ids 0..{n - 1})",
+                                  line=row + 1)
+        data[other].num_nodes = NUM_NODES[other]
         data["movie", "to", other].edge_index = torch.from_numpy(np.ascontiguousarray(pairs.T))
 
     store = data["movie"]
@@ -85,7 +98,9 @@ def read_pairs(source: Source, member: str) -> np.ndarray:
     """A ``[E, 2]`` int64 array from ``a \t b`` lines; a bad line is reported by its number."""
     where = source.where(member)
     table = parse_number_table(source.read_bytes(member), where, columns=2)
-    return np.stack([as_ids(table[:, 0], where, "movie id"), as_ids(table[:, 1], where, "id")], 1)
+    other = next((t for t, m in EDGE_FILES.items() if m == member), "other")
+    movies = as_ids(table[:, 0], where, "movie id")
+    return np.stack([movies, as_ids(table[:, 1], where, f"{other} id")], 1)
 
 
 def _npy(source: Source, member: str) -> np.ndarray:

@@ -82,12 +82,16 @@ def _read_nodes(source: Source, type_names: dict[int, str]) -> dict[int, dict]:
     where = source.where("node.dat")
     lines = split_lines(source.read_bytes("node.dat"), where)
     per_type: dict[int, dict] = {}
+    n_nodes = len(lines)  # one node per line, with global ids 0..n_nodes-1 as HGB numbers them
     for i, line in enumerate(lines, start=1):
         fields = line.split(b"\t")
         if len(fields) not in (3, 4):
             raise DataFormatError(where, "expected 3 or 4 tab-separated fields (id, name, type, "
                                   f"features), got {len(fields)}", i)
         gid = parse_int(fields[0], where, i, "node id")
+        if not 0 <= gid < n_nodes:  # checked here, before arrays are sized by the ids
+            raise DataFormatError(where, f"node id {gid} is out of range: node.dat has {n_nodes} "
+                                  f"nodes, so ids run 0..{n_nodes - 1}", i)
         t = parse_int(fields[2], where, i, "node type")
         if type_names and t not in type_names:
             raise DataFormatError(where, f"unknown node type {t} (info.dat declares "
@@ -105,12 +109,8 @@ def _read_nodes(source: Source, type_names: dict[int, str]) -> dict[int, dict]:
             entry["lines"].append(i)
     if not per_type:
         raise DataFormatError(where, "no nodes")
-    max_id = max(max(e["ids"]) for e in per_type.values())
-    min_id = min(min(e["ids"]) for e in per_type.values())
-    if min_id < 0:
-        raise DataFormatError(where, f"negative node id {min_id}")
-    type_of = np.full(max_id + 1, -1, dtype=np.int64)
-    local_of = np.full(max_id + 1, -1, dtype=np.int64)
+    type_of = np.full(n_nodes, -1, dtype=np.int64)
+    local_of = np.full(n_nodes, -1, dtype=np.int64)
     for t, e in per_type.items():
         ids = np.asarray(e["ids"], dtype=np.int64)
         order = np.argsort(ids, kind="stable")

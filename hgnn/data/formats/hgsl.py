@@ -49,6 +49,7 @@ def read_hgsl_yelp(path: str | Path, **options) -> tuple[HeteroData, TaskSpec]:
     if not isinstance(edges, dict) or not edges:
         raise DataFormatError(where_e, "expected a dict from relation name to sparse matrix")
     for key, m in edges.items():
+        key = key.item() if isinstance(key, np.generic) else key  # quoted as Python, not numpy
         parts = str(key).split("-")
         names = [TYPE_NAMES.get(p, p) for p in parts]
         if len(parts) != 2 or not all(nm in typed for nm in names):
@@ -79,6 +80,7 @@ def _type_ranges(meta: object, where: str) -> dict[str, tuple[int, int]]:
     typed: dict[str, tuple[int, int]] = {}
     expected_start = 0
     for code, entry in info.items():
+        code = code.item() if isinstance(code, np.generic) else code  # quoted as Python, not numpy
         ind = entry.get("ind") if isinstance(entry, dict) else None
         if not isinstance(ind, range) or ind.step != 1 or ind.start != expected_start \
                 or len(ind) == 0:

@@ -30,11 +30,25 @@ def split_lines(data: bytes, where: str) -> list[bytes]:
     return lines
 
 
+def plain(value: object, limit: int = 40) -> str:
+    """A value as an error message should show it: bytes decoded, numpy scalars as Python numbers
+    (``-3.0``, not ``np.float64(-3.0)``), at most ``limit`` characters; an empty or space-padded
+    string is quoted so that it stays visible."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", "replace")
+    elif isinstance(value, np.generic):
+        value = value.item()
+    text = str(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return repr(text) if not text.strip() or text != text.strip() else text
+
+
 def parse_int(token: bytes, where: str, line: int, what: str) -> int:
     try:
         return int(token)
     except ValueError:
-        raise DataFormatError(where, f"{what} is not an integer: {token[:40]!r}", line) from None
+        raise DataFormatError(where, f"{what} is not an integer: {plain(token)}", line) from None
 
 
 def parse_float_rows(rows: list[bytes], line_numbers: list[int], where: str) -> np.ndarray:
@@ -90,7 +104,7 @@ def parse_float_rows(rows: list[bytes], line_numbers: list[int], where: str) -> 
                 try:
                     float(tok)
                 except ValueError:
-                    raise DataFormatError(where, f"feature value is not a number: {tok[:40]!r}",
+                    raise DataFormatError(where, f"feature value is not a number: {plain(tok)}",
                                           line_numbers[pos // width]) from None
             raise
         nonfinite = rest[~np.isfinite(values[rest])]
@@ -127,7 +141,7 @@ def parse_number_table(data: bytes, where: str, columns: int, sep: str = "\t") -
                 if not np.isfinite(float(f)):
                     raise ValueError
             except ValueError:
-                raise DataFormatError(where, f"not a finite number: {f[:40]!r}", i + 1) from None
+                raise DataFormatError(where, f"not a finite number: {plain(f)}", i + 1) from None
     raise DataFormatError(where, "could not be parsed as a numeric table")
 
 
@@ -136,6 +150,6 @@ def as_ids(column: np.ndarray, where: str, what: str) -> np.ndarray:
     ids = column.astype(np.int64)
     bad = np.flatnonzero((ids != column) | (ids < 0))
     if bad.size:
-        raise DataFormatError(where, f"{what} is not a non-negative integer: {column[bad[0]]!r}",
-                              int(bad[0]) + 1)
+        raise DataFormatError(where, f"{what} is not a non-negative integer: "
+                              f"{plain(column[bad[0]])}", int(bad[0]) + 1)
     return ids
