@@ -15,7 +15,14 @@ def paired_convs(data, channels: int = 8, heads: int = 2):
     torch.manual_seed(0)
     pyg, ours = PygHGTConv(channels, channels, metadata, heads=heads), HGTConv(
         channels, channels, metadata, heads=heads)
-    num_rel, dim = len(data.edge_types), channels // heads
+    copy_pyg_parameters(pyg, ours, data)
+    return pyg, ours
+
+
+def copy_pyg_parameters(pyg, ours, data) -> None:
+    """PyG's parameters into ours (both sized), with skips and priors away from their start."""
+    heads, num_rel = ours.heads, len(data.edge_types)
+    dim = ours.out_channels // heads
     with torch.no_grad():
         for t in data.node_types:
             ours.kqv[t].weight.copy_(pyg.kqv_lin.lins[t].weight)
@@ -31,7 +38,6 @@ def paired_convs(data, channels: int = 8, heads: int = 2):
             prior = torch.linspace(0.5, 1.5, heads) * (r + 1) / num_rel
             ours.p_rel[r] = prior
             pyg.p_rel["__".join(et)].copy_(prior.unsqueeze(0))
-    return pyg, ours
 
 
 @pytest.mark.parametrize("seed", [0, 3])

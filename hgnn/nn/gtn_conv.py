@@ -13,6 +13,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
+from hgnn.nn.lazy import LAZY, LazyInputModule, as_width, is_lazy, materialize, parameter
 from hgnn.ops import Segments, segment_spmm
 from hgnn.ops.typed import cached_by_edges
 
@@ -213,7 +214,7 @@ def _contract(walks: Tensor, weights: list[Tensor]) -> Tensor:
     return out
 
 
-class GTNConv(nn.Module):
+class GTNConv(LazyInputModule):
     r"""GTN's Graph Transformer layers and graph convolution, one output block per channel.
 
     Each of the ``layers + 1`` soft selections mixes the ``K`` relations (the identity included)
@@ -242,9 +243,11 @@ class GTNConv(nn.Module):
     materialises each channel's sparse :math:`H^c` (GTN IMDB: about 3 million non-zeros).
 
     Args:
-        in_channels: width of ``x`` (one width for every node); ``None``: ``x`` is already
-            :math:`XW` (a model that projects each node type with its own weight), of width
-            ``out_channels``.
+        in_channels: width of ``x`` (one width for every node: all types share the weight
+            :math:`W`), or ``-1`` to size it from the first forward (PyG's lazy initialisation);
+            ``None``: no weight, ``x`` is already :math:`XW` (a model that projects each node type
+            with its own weight), of width ``out_channels``. A per-type dict raises a
+            ``ValueError``: project the types first and pass ``None``.
         out_channels: width of each channel's output.
         num_relations: ``K``, the relations plus the identity.
         channels: ``C``, the independent meta-path selections.
@@ -259,6 +262,14 @@ class GTNConv(nn.Module):
     def __init__(self, in_channels: int | None, out_channels: int, num_relations: int,
                  channels: int = 2, layers: int = 2, normalization: str = "row") -> None:
         super().__init__()
+        if isinstance(in_channels, dict):
+            raise ValueError("GTNConv's in_channels is one width for every node (one weight over "
+                             "the global node table), -1 to size it at the first forward, or None "
+                             f"for inputs already projected to out_channels; got {in_channels!r}. "
+                             "Project each type first (hgnn.nn.TypeEncoder) and pass None")
+        if in_channels is not None:
+            in_channels = as_width(in_channels, "GTNConv's in_channels (or None)")
+        out_channels = as_width(out_channels, "GTNConv's out_channels", lazy=False)
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, "
                              f"not '{normalization}'")
@@ -267,19 +278,25 @@ class GTNConv(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.channels, self.layers, self.normalization = channels, layers, normalization
         self.selection = nn.Parameter(torch.empty(layers + 1, channels, num_relations))
-        self.weight = (nn.Parameter(torch.empty(in_channels, out_channels))
-                       if in_channels is not None else None)
+        self.weight = parameter(in_channels, out_channels) if in_channels is not None else None
         # GTN's dense model declares a bias its convolution never adds; the sparse one's gcn adds it.
         self.bias = nn.Parameter(torch.empty(out_channels)) if normalization == "column" else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         nn.init.constant_(self.selection, 0.1)  # a uniform softmax, as every GTN release starts
-        if self.weight is not None:
-            bound = math.sqrt(6.0 / (self.in_channels + self.out_channels))
-            nn.init.uniform_(self.weight, -bound, bound)
+        self._reset_weight()
         if self.bias is not None:
             nn.init.zeros_(self.bias)
+
+    def _reset_weight(self) -> None:
+        if self.weight is not None and not is_lazy(self.weight):  # lazy: when sized
+            bound = math.sqrt(6.0 / (self.in_channels + self.out_channels))
+            nn.init.uniform_(self.weight, -bound, bound)
+
+    def sync_widths(self) -> None:
+        if self.weight is not None:
+            self.in_channels = LAZY if is_lazy(self.weight) else self.weight.size(0)
 
     def selections(self) -> Tensor:
         """The softmax weights ``[layers + 1, channels, K]`` of every relation."""
@@ -290,6 +307,10 @@ class GTNConv(nn.Module):
         """Node types in ``x_dict`` order make one id space, the relations in
         ``edge_index_dict`` order (then the identity) the candidates; returns ``{type: [N_t,
         channels * out_channels]}``."""
+        widths = {t: int(x.size(-1)) for t, x in x_dict.items()}
+        if len(set(widths.values())) > 1:
+            raise ValueError(f"GTNConv takes one width for every node type, got {widths}; project "
+                             "each type first (hgnn.nn.TypeEncoder) and build it with in_channels=None")
         sizes = {t: int(x.size(0)) for t, x in x_dict.items()}
         operands = metapath_operands(edge_index_dict, sizes, self.layers + 1, self.normalization)
         out = self.propagate(torch.cat(list(x_dict.values())), operands)
@@ -297,6 +318,9 @@ class GTNConv(nn.Module):
 
     def propagate(self, x: Tensor, operands: MetaPathOperands) -> Tensor:
         """The layer on one global table ``x`` ``[N, in_channels]`` -> ``[N, C * out]``."""
+        if self.weight is not None and materialize(self.weight, (x.size(-1), self.out_channels)):
+            self.sync_widths()
+            self._reset_weight()
         if operands.num_relations != self.selection.size(-1):
             raise ValueError(f"GTNConv selects among {self.selection.size(-1)} relations (the "
                              f"identity included), the graph has {operands.num_relations}")

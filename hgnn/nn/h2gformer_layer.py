@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hgnn.nn.lazy import as_width
 from hgnn.ops import segment_attention
 from hgnn.ops.typed import destination_segments, index_for, stack, unstack
 
@@ -50,7 +51,9 @@ class H2GFormerLayer(nn.Module):
     to the normalised weights (H2GB's ``nn.Dropout`` on the ``[H, E]`` weights).
 
     Args:
-        dim: width of inputs and outputs (all node types), divisible by ``heads``.
+        dim: width of inputs and outputs (all node types), divisible by ``heads``: a positive int,
+            since the residuals join inputs and outputs and the attention compares every type's
+            keys (neither PyG's lazy ``-1`` nor a per-type dict; a ``ValueError`` says so).
         metadata: ``(node_types, edge_types)`` as from ``HeteroData.metadata()``.
         heads: attention heads (H2GB: 8).
         dropout: ``gt.dropout``: after the output projection and twice in the FFN.
@@ -66,6 +69,8 @@ class H2GFormerLayer(nn.Module):
                  dropout: float = 0.2, attn_dropout: float = 0.0, act: str = "gelu",
                  clamp: float | None = 5.0) -> None:
         super().__init__()
+        dim = as_width(dim, "H2GFormerLayer's dim (the width of its inputs and of its outputs, "
+                            "which the residuals add, shared by every node type)", lazy=False)
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
         if act not in ACTIVATIONS:

@@ -7,13 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hgnn.nn.lazy import LazyInputModule, as_width, is_lazy, linear, materialize_linear, per_type_widths
 from hgnn.ops import segment_attention
 from hgnn.ops.typed import destination_segments, index_for, relation_segments, stack, unstack
 
 EdgeType = tuple[str, str, str]
 
 
-class HGTConv(nn.Module):
+class HGTConv(LazyInputModule):
     r"""HGT layer with the same parameters and semantics as PyG's ``HGTConv``, fused.
 
     For a destination :math:`v` of type :math:`\tau(v)` and its in-edges :math:`(u, r, v)` of every
@@ -36,31 +37,35 @@ class HGTConv(nn.Module):
     one pass without ``[E, H]`` or ``[E, H, D]`` tensors.
 
     Args:
-        in_channels: input width (all node types).
+        in_channels: input width: one for every node type, or ``{node_type: width}`` (every type
+            of ``metadata``, as PyG's ``HGTConv``); a width of ``-1`` is sized from the first
+            forward that brings the type (PyG's lazy initialisation).
         out_channels: output width, divisible by ``heads``.
         metadata: ``(node_types, edge_types)`` as from ``HeteroData.metadata()``.
         heads: attention heads.
         softmax: ``"all"`` (PyG) or ``"relation"`` (HGB / DGL), see above.
 
-    Shapes: ``x_dict[t]`` ``[N_t, in_channels]`` -> ``{t: [N_t, out_channels]}`` for every type
-    that is the destination of some relation (others are absent, as in PyG).
+    Shapes: ``x_dict[t]`` ``[N_t, in_channels[t]]`` -> ``{t: [N_t, out_channels]}`` for every
+    type that is the destination of some relation (others are absent, as in PyG).
     """
 
-    def __init__(self, in_channels: int, out_channels: int,
+    def __init__(self, in_channels: int | dict[str, int], out_channels: int,
                  metadata: tuple[list[str], list[EdgeType]], heads: int = 1,
                  softmax: str = "all") -> None:
         super().__init__()
+        out_channels = as_width(out_channels, "HGTConv's out_channels", lazy=False)
         if out_channels % heads:
             raise ValueError(f"out_channels ({out_channels}) must be divisible by heads ({heads})")
         if softmax not in ("all", "relation"):
             raise ValueError(f"softmax must be 'all' or 'relation', got {softmax!r}")
         self.softmax = softmax
-        self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
         self.node_types = list(metadata[0])
         self.edge_types = [tuple(et) for et in metadata[1]]
+        widths = per_type_widths(in_channels, self.node_types, "HGTConv's in_channels")
+        self.in_channels = dict(widths) if isinstance(in_channels, dict) else int(in_channels)
+        self.out_channels, self.heads = out_channels, heads
         dim = out_channels // heads
-        self.kqv = nn.ModuleDict({t: nn.Linear(in_channels, 3 * out_channels)
-                                  for t in self.node_types})
+        self.kqv = nn.ModuleDict({t: linear(widths[t], 3 * out_channels) for t in self.node_types})
         self.out_lin = nn.ModuleDict({t: nn.Linear(out_channels, out_channels)
                                       for t in self.node_types})
         self.k_rel = nn.Parameter(torch.empty(len(self.edge_types), heads, dim, dim))
@@ -71,15 +76,37 @@ class HGTConv(nn.Module):
 
     def reset_parameters(self) -> None:
         for lin in list(self.kqv.values()) + list(self.out_lin.values()):
-            lin.reset_parameters()
+            if not is_lazy(lin.weight):  # a lazy one is initialised when it is sized
+                lin.reset_parameters()
         bound = 1.0 / math.sqrt(self.k_rel.size(-1))
         nn.init.uniform_(self.k_rel, -bound, bound)
         nn.init.uniform_(self.v_rel, -bound, bound)
         nn.init.ones_(self.p_rel)
         nn.init.ones_(self.skip)
 
+    def sync_widths(self) -> None:
+        widths = {t: lin.in_features for t, lin in self.kqv.items()}
+        shared = set(widths.values())
+        # one width stays one width; lazy types sized to different widths make it a dict
+        if not isinstance(self.in_channels, dict) and len(shared) == 1:
+            self.in_channels = shared.pop()
+        else:
+            self.in_channels = widths
+
+    def initialize(self, x_dict: dict[str, Tensor]) -> None:
+        """Sizes and initialises the lazy input projections of the types in ``x_dict``."""
+        sized = False
+        for t, x in x_dict.items():
+            if t in self.kqv and materialize_linear(self.kqv[t], x.size(-1)):
+                self.kqv[t].reset_parameters()
+                sized = True
+        if sized:
+            self.sync_widths()
+
     def forward(self, x_dict: dict[str, Tensor],
                 edge_index_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
+        if self.has_lazy():
+            self.initialize(x_dict)
         H, D = self.heads, self.out_channels // self.heads
         k, q, m = {}, {}, {}
         for t, x in x_dict.items():

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hgnn.nn.lazy import LazyInputModule, as_width, is_lazy, linear, materialize_linear, per_type_widths
 from hgnn.ops import segment_additive_attention, segment_softmax, segment_spmm
 from hgnn.ops.segments import Segments
 from hgnn.ops.typed import index_for, relation_csc
@@ -125,7 +126,7 @@ def _head_segments(edge_index: Tensor, num_tail: int, num_head: int) -> tuple[Se
     return Segments(ptr, edge_index[0, perm], num_tail), perm
 
 
-class LATTEConv(nn.Module):
+class LATTEConv(LazyInputModule):
     r"""One LATTE layer over the meta-relations of one order.
 
     For node type :math:`\tau` with input :math:`h_i` (``in_channels``), per head :math:`k`
@@ -158,7 +159,9 @@ class LATTEConv(nn.Module):
     :math:`\kappa\,\mathrm{LeakyReLU}(z) = \mathrm{LeakyReLU}(\kappa z)`.
 
     Args:
-        in_channels: input width (all node types).
+        in_channels: input width: one for every node type, or ``{node_type: width}`` (every type
+            of ``node_types``); a width of ``-1`` is sized from the first forward that brings the
+            type (PyG's lazy initialisation).
         out_channels: output width, divisible by ``heads``.
         node_types: every node type.
         metapaths: the meta-relations (edge types for order 1, chains of edge types above).
@@ -167,20 +170,23 @@ class LATTEConv(nn.Module):
         negative_slope: LeakyReLU slope of the scores.
         norm: ``"none"``, ``"layer"`` or ``"batch"``, per node type, before the ReLU.
 
-    Shapes: ``x_dict[t]`` ``[N_t, in_channels]``; ``edge_index_dict[m]`` ``[2, E_m]`` (row 0 the
+    Shapes: ``x_dict[t]`` ``[N_t, in_channels[t]]``; ``edge_index_dict[m]`` ``[2, E_m]`` (row 0 the
     tail/source, row 1 the head/destination), keyed by edge type or chain; output
     ``{t: [N_t, out_channels]}`` for every known type in ``x_dict``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, node_types: list[str],
+    def __init__(self, in_channels: int | dict[str, int], out_channels: int, node_types: list[str],
                  metapaths: list[EdgeType | MetaPath], heads: int = 1, attn_dropout: float = 0.0,
                  negative_slope: float = 0.2, norm: str = "none") -> None:
         super().__init__()
+        out_channels = as_width(out_channels, "LATTEConv's out_channels", lazy=False)
+        widths = per_type_widths(in_channels, node_types, "LATTEConv's in_channels")
         if out_channels % heads:
             raise ValueError(f"out_channels ({out_channels}) must be divisible by heads ({heads})")
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
-        self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
+        self.in_channels = dict(widths) if isinstance(in_channels, dict) else int(in_channels)
+        self.out_channels, self.heads = out_channels, heads
         self.attn_dropout, self.negative_slope, self.norm_kind = attn_dropout, negative_slope, norm
         self.node_types = list(node_types)
         self.metapaths: list[MetaPath] = [as_metapath(m) for m in metapaths]
@@ -189,9 +195,9 @@ class LATTEConv(nn.Module):
         if unknown:
             raise ValueError(f"meta-relations use node types not in node_types: {sorted(unknown)}")
         dim = out_channels // heads
-        self.lin_l = nn.ModuleDict({t: nn.Linear(in_channels, out_channels) for t in node_types})
-        self.lin_r = nn.ModuleDict({t: nn.Linear(in_channels, out_channels) for t in node_types})
-        self.beta = nn.ModuleDict({t: nn.Linear(in_channels, len(self.head_metapaths(t)) + 1)
+        self.lin_l = nn.ModuleDict({t: linear(widths[t], out_channels) for t in node_types})
+        self.lin_r = nn.ModuleDict({t: linear(widths[t], out_channels) for t in node_types})
+        self.beta = nn.ModuleDict({t: linear(widths[t], len(self.head_metapaths(t)) + 1)
                                    for t in node_types})
         self.attn_l = nn.Parameter(torch.empty(len(self.metapaths), heads, dim))
         self.attn_r = nn.Parameter(torch.empty(len(self.metapaths), heads, dim))
@@ -215,14 +221,8 @@ class LATTEConv(nn.Module):
     def reset_parameters(self) -> None:
         """The official initialisation: Xavier-normal weights (ReLU gain for the transforms,
         LeakyReLU(0.2) gain for the attention vectors, gain 1 for :math:`W^\\beta`), PyTorch's
-        default biases, sharpening 1."""
-        relu = nn.init.calculate_gain("relu")
-        for lin in list(self.lin_l.values()) + list(self.lin_r.values()):
-            lin.reset_parameters()
-            nn.init.xavier_normal_(lin.weight, gain=relu)
-        for lin in self.beta.values():
-            lin.reset_parameters()
-            nn.init.xavier_normal_(lin.weight, gain=1.0)
+        default biases, sharpening 1. Lazily sized transforms are initialised when sized."""
+        self._reset_transforms(list(self.node_types))
         leaky = nn.init.calculate_gain("leaky_relu", 0.2)
         with torch.no_grad():
             for i in range(len(self.metapaths)):
@@ -232,6 +232,38 @@ class LATTEConv(nn.Module):
         if self.norm is not None:
             for m in self.norm.values():
                 m.reset_parameters()
+
+    def _reset_transforms(self, types: list[str]) -> None:
+        relu = nn.init.calculate_gain("relu")
+        for lin in [self.lin_l[t] for t in types] + [self.lin_r[t] for t in types]:
+            if not is_lazy(lin.weight):
+                lin.reset_parameters()
+                nn.init.xavier_normal_(lin.weight, gain=relu)
+        for lin in [self.beta[t] for t in types]:
+            if not is_lazy(lin.weight):
+                lin.reset_parameters()
+                nn.init.xavier_normal_(lin.weight, gain=1.0)
+
+    def sync_widths(self) -> None:
+        widths = {t: lin.in_features for t, lin in self.lin_l.items()}
+        shared = set(widths.values())
+        # one width stays one width; lazy types sized to different widths make it a dict
+        if not isinstance(self.in_channels, dict) and len(shared) == 1:
+            self.in_channels = shared.pop()
+        else:
+            self.in_channels = widths
+
+    def initialize(self, x_dict: dict[str, Tensor]) -> None:
+        """Sizes and initialises the lazy transforms of the types in ``x_dict``."""
+        sized = []
+        for t, x in x_dict.items():
+            if t in self.lin_l and is_lazy(self.lin_l[t].weight):
+                for lins in (self.lin_l, self.lin_r, self.beta):
+                    materialize_linear(lins[t], x.size(-1))
+                sized.append(t)
+        if sized:
+            self._reset_transforms(sized)
+            self.sync_widths()
 
     def _present(self, x_dict: dict[str, Tensor], edge_index_dict: dict,
                  heads: set[str]) -> dict[MetaPath, tuple[Segments, Tensor, Tensor]]:
@@ -265,6 +297,8 @@ class LATTEConv(nn.Module):
         :meth:`proximity_loss` with ``weights="given"`` (:class:`LATTE` passes the joined adjacency
         values of order >= 2 meta-relations).
         ``output_types`` restricts the outputs (and the meta-relations computed) to those types."""
+        if self.has_lazy():
+            self.initialize(x_dict)
         H, D = self.heads, self.out_channels // self.heads
         types = [t for t in x_dict if t in self.lin_l and (output_types is None or t in output_types)]
         present = self._present(x_dict, edge_index_dict, set(types))
@@ -484,7 +518,9 @@ class LATTE(nn.Module):
     weight 1), which the official code computes but never reaches its loss with.
 
     Args:
-        channels: input and per-layer output width (inputs are already encoded to it).
+        channels: input and per-layer output width (inputs are already encoded to it); a positive
+            int: being an output width too, it cannot be lazy (``-1``) or per type (a
+            ``ValueError`` says so; :class:`LATTEConv` takes both).
         node_types: every node type.
         edge_types: the order-1 relations (``src -> dst``; the destination aggregates).
         num_layers: :math:`T` (1 = LATTE-1, 2 = LATTE-2).
@@ -503,6 +539,12 @@ class LATTE(nn.Module):
                  norm: str = "none", neg_ratio: float = 2.0,
                  proximity_weights: str = "attention") -> None:
         super().__init__()
+        if isinstance(channels, dict) or channels == -1:
+            raise ValueError(f"LATTE's channels ({channels!r}) is the input and the output width of "
+                             "every layer, so it cannot be lazy (-1) or per type: give one positive "
+                             "int and encode the inputs to it (LATTEConv alone takes -1 or a "
+                             "{node_type: width} dict)")
+        channels = as_width(channels, "LATTE's channels", lazy=False)
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         if proximity_weights not in PROXIMITY_WEIGHTS:

@@ -6,12 +6,13 @@ import math
 import torch
 from torch import Tensor, nn
 
+from hgnn.nn.lazy import LAZY, LazyInputModule, as_width, is_lazy, materialize, parameter
 from hgnn.ops.typed import index_for, typed_linear_aggregate
 
 EdgeType = tuple[str, str, str]
 
 
-class RGCNConv(nn.Module):
+class RGCNConv(LazyInputModule):
     r"""Basis-free RGCN layer on ``x_dict`` / ``edge_index_dict``.
 
     .. math::
@@ -26,7 +27,10 @@ class RGCNConv(nn.Module):
     per-edge ``[E, F]`` message tensor.
 
     Args:
-        in_channels: input width (shared by all types).
+        in_channels: input width, shared by all types (the relation weights are stacked); ``-1``
+            sizes it from the first forward (PyG's lazy initialisation), whose inputs must then
+            share one width. A per-type dict or PyG's ``(source, destination)`` pair raises a
+            ``ValueError``: project the types to one width first (:class:`~hgnn.nn.TypeEncoder`).
         out_channels: output width.
         edge_types: the relations ``(src, rel, dst)``; messages flow src -> dst.
         node_types: every node type (a type without incoming relations keeps only its root term,
@@ -41,12 +45,19 @@ class RGCNConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, edge_types: list[EdgeType],
                  node_types: list[str], root_weight: bool = True, bias: bool = True) -> None:
         super().__init__()
+        if isinstance(in_channels, dict | tuple | list):
+            raise ValueError(
+                "RGCNConv's in_channels must be one width shared by every node type (its relation "
+                "weights are stacked), or -1 to size it at the first forward; got "
+                f"{in_channels!r}. Project the types to one width first (hgnn.nn.TypeEncoder)")
+        in_channels = as_width(in_channels, "RGCNConv's in_channels")
+        out_channels = as_width(out_channels, "RGCNConv's out_channels", lazy=False)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.edge_types = [tuple(et) for et in edge_types]
         self.node_types = list(node_types)
-        self.weight = nn.Parameter(torch.empty(len(self.edge_types), in_channels, out_channels))
+        self.weight = parameter(len(self.edge_types), in_channels, out_channels)
         self.root = nn.ParameterDict({
-            t: nn.Parameter(torch.empty(in_channels, out_channels)) for t in self.node_types
+            t: parameter(in_channels, out_channels) for t in self.node_types
         }) if root_weight else None
         self.bias = nn.ParameterDict({
             t: nn.Parameter(torch.empty(out_channels)) for t in self.node_types
@@ -54,17 +65,40 @@ class RGCNConv(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        self._reset_weights()
+        if self.bias is not None:
+            for p in self.bias.values():
+                nn.init.zeros_(p)
+
+    def _reset_weights(self) -> None:
+        if is_lazy(self.weight):  # initialised when the first forward sizes them
+            return
         bound = math.sqrt(6.0 / (self.in_channels + self.out_channels))  # Glorot, as PyG's RGCNConv
         nn.init.uniform_(self.weight, -bound, bound)
         if self.root is not None:
             for p in self.root.values():
                 nn.init.uniform_(p, -bound, bound)
-        if self.bias is not None:
-            for p in self.bias.values():
-                nn.init.zeros_(p)
+
+    def sync_widths(self) -> None:
+        self.in_channels = LAZY if is_lazy(self.weight) else self.weight.size(1)
+
+    def initialize(self, x_dict: dict[str, Tensor]) -> None:
+        """Sizes and initialises the lazy weights from ``x_dict``'s one width."""
+        widths = {t: x.size(-1) for t, x in x_dict.items()}
+        if len(set(widths.values())) != 1:
+            raise ValueError("RGCNConv built with in_channels=-1 sizes its weights from one width "
+                             f"shared by every node type; the first forward gave {widths}")
+        width = next(iter(widths.values()))
+        materialize(self.weight, (len(self.edge_types), width, self.out_channels))
+        for p in (self.root.values() if self.root is not None else ()):
+            materialize(p, (width, self.out_channels))
+        self.sync_widths()
+        self._reset_weights()
 
     def forward(self, x_dict: dict[str, Tensor],
                 edge_index_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
+        if self.has_lazy():
+            self.initialize(x_dict)
         out: dict[str, Tensor] = {}
         for t, x in x_dict.items():
             if self.root is not None and t in self.root:

@@ -17,6 +17,17 @@ from torch import Tensor, nn
 
 from hgnn.data.relation_index import RelationIndex
 from hgnn.data.transforms import reverse_edge_type
+from hgnn.nn.lazy import (
+    LAZY,
+    LazyInputModule,
+    as_width,
+    is_lazy,
+    linear,
+    materialize,
+    materialize_linear,
+    parameter,
+    per_type_widths,
+)
 from hgnn.ops import segment_additive_attention
 from hgnn.ops.typed import index_for, relation_csc
 
@@ -90,7 +101,7 @@ def _leading_xavier_(t: Tensor) -> None:
             nn.init.xavier_normal_(t[i], gain=_GAIN)
 
 
-class RHGNNConv(nn.Module):
+class RHGNNConv(LazyInputModule):
     r"""One R-HGNN layer: relation-specific convolution, residual, cross-relation message passing
     and the relation-embedding update (Yu et al., TKDE'22; ``R_HGNN_Layer`` of the official code).
 
@@ -133,11 +144,15 @@ class RHGNNConv(nn.Module):
     set of relations fixed.
 
     Args:
-        in_channels: width ``F_in`` of the incoming states.
+        in_channels: width ``F_in`` of the incoming states: one for every node type, or
+            ``{node_type: width}`` (every type of ``metadata``; the states of the relations into a
+            type share its width); a width of ``-1`` is sized from the first forward that brings
+            a state into the type (PyG's lazy initialisation).
         out_channels: ``D``, the width per head; the output is ``H * D``.
         metadata: ``(node_types, edge_types)`` as from ``HeteroData.metadata()``.
         heads: attention heads ``H``.
-        relation_in_channels: width of the incoming relation embeddings.
+        relation_in_channels: width of the incoming relation embeddings (one matrix, so one
+            width), or ``-1`` to size it from the first forward's.
         relation_channels: relation width per head; the updated embeddings are ``H * relation_channels``.
         dropout: input dropout of the convolution and dropout after the crossing.
         negative_slope: LeakyReLU slope of both attentions.
@@ -147,57 +162,119 @@ class RHGNNConv(nn.Module):
         reverse: ``{relation: its reverse}`` for relations whose reverse is not named
             ``rev_<rel>`` (see :func:`reverse_map`); every relation needs one.
 
-    Shapes: ``x[(s, r, d)]`` ``[N_d, F_in]`` (or ``x_dict[t]`` ``[N_t, F_in]``, expanded with
+    Shapes: ``x[(s, r, d)]`` ``[N_d, F_in[d]]`` (or ``x_dict[t]`` ``[N_t, F_in[t]]``, expanded with
     :meth:`initial_state`); ``edge_index_dict[(s, r, d)]`` ``[2, E_r]``; ``relation_embedding``
     ``[R, relation_in_channels]`` in ``self.edge_types`` order. Returns the new state
     ``{(s, r, d): [N_d, H * D]}`` for every computed relation and the embeddings
     ``[R, H * relation_channels]``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int,
+    def __init__(self, in_channels: int | dict[str, int], out_channels: int,
                  metadata: tuple[list[str], list[EdgeType]], heads: int = 8,
                  relation_in_channels: int = 8, relation_channels: int = 8, dropout: float = 0.0,
                  negative_slope: float = 0.2, residual: bool = True,
                  reverse: Mapping[EdgeType, EdgeType] | None = None, norm: bool = False) -> None:
         super().__init__()
-        self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
-        self.relation_in_channels, self.relation_channels = relation_in_channels, relation_channels
-        self.dropout, self.negative_slope, self.residual = dropout, negative_slope, residual
         self.node_types = list(metadata[0])
         self.edge_types = [tuple(et) for et in metadata[1]]
+        widths = per_type_widths(in_channels, self.node_types, "RHGNNConv's in_channels")
+        if isinstance(relation_in_channels, dict):
+            raise ValueError("RHGNNConv's relation_in_channels is the width of one relation "
+                             "embedding matrix: one int, or -1 to size it at the first forward; "
+                             f"got {relation_in_channels!r}")
+        relation_in_channels = as_width(relation_in_channels, "RHGNNConv's relation_in_channels")
+        out_channels = as_width(out_channels, "RHGNNConv's out_channels", lazy=False)
+        self.in_channels = dict(widths) if isinstance(in_channels, dict) else int(in_channels)
+        self.out_channels, self.heads = out_channels, heads
+        self.relation_in_channels, self.relation_channels = relation_in_channels, relation_channels
+        self.dropout, self.negative_slope, self.residual = dropout, negative_slope, residual
         rev = reverse_map(self.edge_types, reverse)
         self.reverse = {et: rev[et] for et in self.edge_types}
         R, HD = len(self.edge_types), heads * out_channels
-        self.weight = nn.ParameterDict({t: nn.Parameter(torch.empty(in_channels, HD))
-                                        for t in self.node_types})
-        self.att_weight = nn.Parameter(torch.empty(R, relation_in_channels, 2 * HD))
-        self.rel_weight = nn.Parameter(torch.empty(R, relation_in_channels, heads * relation_channels))
-        self.rel_bias = nn.Parameter(torch.empty(R, heads * relation_channels))
+        self.weight = nn.ParameterDict({t: parameter(widths[t], HD) for t in self.node_types})
+        self.att_weight = parameter(R, relation_in_channels, 2 * HD)
+        self.rel_weight = parameter(R, relation_in_channels, heads * relation_channels)
+        self.rel_bias = nn.Parameter(torch.zeros(R, heads * relation_channels))
         self.cross_weight = nn.Parameter(torch.empty(R, heads, out_channels))
         if residual:
-            self.res_lin = nn.ModuleDict({t: nn.Linear(in_channels, HD) for t in self.node_types})
+            self.res_lin = nn.ModuleDict({t: linear(widths[t], HD) for t in self.node_types})
             self.res_weight = nn.Parameter(torch.empty(len(self.node_types)))
         self.norm = nn.ModuleDict({t: nn.LayerNorm(HD) for t in self.node_types}) if norm else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """The official initialisation: Xavier-normal with ReLU gain for every weight, Linear's
-        default biases, a standard-normal residual gate logit per type."""
-        for w in self.weight.values():
-            nn.init.xavier_normal_(w, gain=_GAIN)
-        _leading_xavier_(self.att_weight)
-        _leading_xavier_(self.rel_weight)
-        _leading_xavier_(self.cross_weight)
-        bound = 1.0 / math.sqrt(self.relation_in_channels)  # nn.Linear's default bias
-        nn.init.uniform_(self.rel_bias, -bound, bound)
+        default biases, a standard-normal residual gate logit per type. Lazily sized weights
+        (and the relation bias, whose bound needs the relation width) are initialised when sized."""
+        types = list(self.node_types)
+        self._reset_node_weights(types)
+        self._reset_relation_weights(True)
         if self.residual:
-            for lin in self.res_lin.values():
-                lin.reset_parameters()
-                nn.init.xavier_normal_(lin.weight, gain=_GAIN)
+            self._reset_residuals(types)
             nn.init.normal_(self.res_weight)
         if self.norm is not None:
             for ln in self.norm.values():
                 ln.reset_parameters()
+
+    def _reset_node_weights(self, types: list[str]) -> None:
+        for t in types:
+            if not is_lazy(self.weight[t]):
+                nn.init.xavier_normal_(self.weight[t], gain=_GAIN)
+
+    def _reset_relation_weights(self, cross: bool) -> None:
+        lazy = is_lazy(self.att_weight)
+        if not lazy:
+            _leading_xavier_(self.att_weight)
+            _leading_xavier_(self.rel_weight)
+        if cross:
+            _leading_xavier_(self.cross_weight)
+        if not lazy:
+            bound = 1.0 / math.sqrt(self.att_weight.size(1))  # nn.Linear's default bias
+            nn.init.uniform_(self.rel_bias, -bound, bound)
+
+    def _reset_residuals(self, types: list[str]) -> None:
+        for t in types:
+            lin = self.res_lin[t]
+            if not is_lazy(lin.weight):
+                lin.reset_parameters()
+                nn.init.xavier_normal_(lin.weight, gain=_GAIN)
+
+    def sync_widths(self) -> None:
+        widths = {t: LAZY if is_lazy(w) else w.size(0) for t, w in self.weight.items()}
+        shared = set(widths.values())
+        # one width stays one width; lazy types sized to different widths make it a dict
+        if not isinstance(self.in_channels, dict) and len(shared) == 1:
+            self.in_channels = shared.pop()
+        else:
+            self.in_channels = widths
+        self.relation_in_channels = LAZY if is_lazy(self.att_weight) else self.att_weight.size(1)
+
+    def initialize(self, x: Mapping[EdgeType, Tensor] | Mapping[str, Tensor],
+                   relation_embedding: Tensor) -> None:
+        """Sizes and initialises the lazy weights from a forward's inputs: a node type's from the
+        states into it (or its ``x_dict`` entry), the relation weights from the embeddings."""
+        widths: dict[str, int] = {}
+        for key, h in x.items():
+            t = key if isinstance(key, str) else key[2]
+            if widths.setdefault(t, h.size(-1)) != h.size(-1):
+                raise ValueError(f"RHGNNConv sizes node type {t!r} from its states, which differ in "
+                                 f"width: {widths[t]} and {h.size(-1)}")
+        HD = self.heads * self.out_channels
+        sized = [t for t, w in widths.items()
+                 if t in self.weight and materialize(self.weight[t], (w, HD))]
+        if self.residual:
+            for t in sized:
+                materialize_linear(self.res_lin[t], widths[t])
+        self._reset_node_weights(sized)
+        if self.residual:
+            self._reset_residuals(sized)
+        if is_lazy(self.att_weight) and relation_embedding.dim() == 2:
+            width = relation_embedding.size(1)
+            materialize(self.att_weight, (len(self.edge_types), width, 2 * HD))
+            materialize(self.rel_weight, (len(self.edge_types), width,
+                                          self.heads * self.relation_channels))
+            self._reset_relation_weights(False)
+        self.sync_widths()
 
     @staticmethod
     def initial_state(x_dict: Mapping[str, Tensor],
@@ -225,12 +302,15 @@ class RHGNNConv(nn.Module):
             ``(state, relation_embedding)``: ``{(s, r, d): [N_d, H * D]}`` and
             ``[R, H * relation_channels]``.
         """
+        if self.has_lazy():
+            self.initialize(x, relation_embedding)
         state = dict(x)
         if state and all(isinstance(k, str) for k in state):
             state = self.initial_state(state, self.edge_types)
         if relation_embedding.dim() != 2 or relation_embedding.size(0) != len(self.edge_types):
-            raise ValueError(f"relation_embedding must be [{len(self.edge_types)}, "
-                             f"{self.relation_in_channels}], got {list(relation_embedding.shape)}")
+            width = "F_rel" if self.relation_in_channels == LAZY else self.relation_in_channels
+            raise ValueError(f"relation_embedding must be [{len(self.edge_types)}, {width}], got "
+                             f"{list(relation_embedding.shape)}")
         H, D = self.heads, self.out_channels
         types = set(dst_types) if dst_types is not None else {et[2] for et in state}
         todo = [et for et in self.edge_types if et[2] in types and et in state]
@@ -297,7 +377,7 @@ class RHGNNConv(nn.Module):
                 f"num_relations={len(self.edge_types)})")
 
 
-class RelationFusing(nn.Module):
+class RelationFusing(LazyInputModule):
     r"""R-HGNN's semantic fusing readout for one node type (``RelationFusing`` of the official code).
 
     For the relations :math:`r \to d` and per head ``k``:
@@ -314,8 +394,10 @@ class RelationFusing(nn.Module):
         edge_types: the relations fused (all ending at the same type), in the order of the states
             and embeddings given to :meth:`forward`.
         heads: ``H``.
-        channels: ``D``, node width per head.
-        relation_channels: relation width per head.
+        channels: ``D``, node width per head, of the states and of the output (with one relation
+            the state is returned as it is), so a positive int: not lazy, not per type.
+        relation_channels: relation width per head, or ``-1`` to size it from the first forward's
+            embeddings (``[k, H * relation_channels]``).
         dropout: dropout on the fused output (only when several relations are fused).
         negative_slope: LeakyReLU slope.
 
@@ -329,19 +411,39 @@ class RelationFusing(nn.Module):
         self.edge_types = [tuple(et) for et in edge_types]
         if len({et[2] for et in self.edge_types}) > 1:
             raise ValueError(f"RelationFusing fuses relations into one node type, got {self.edge_types}")
+        channels = as_width(channels, "RelationFusing's channels (the width per head of the states "
+                                      "and of the output)", lazy=False)
+        relation_channels = as_width(relation_channels, "RelationFusing's relation_channels")
         self.heads, self.channels, self.relation_channels = heads, channels, relation_channels
         self.dropout, self.negative_slope = dropout, negative_slope
         k = len(self.edge_types)
         self.node_weight = nn.Parameter(torch.empty(k, heads, channels, channels))
-        self.rel_weight = nn.Parameter(torch.empty(k, heads, relation_channels, channels))
+        self.rel_weight = parameter(k, heads, relation_channels, channels)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         _leading_xavier_(self.node_weight)  # per relation on [H, D, D], as the official code
+        if not is_lazy(self.rel_weight):  # initialised when the first forward sizes it
+            _leading_xavier_(self.rel_weight)
+
+    def sync_widths(self) -> None:
+        self.relation_channels = LAZY if is_lazy(self.rel_weight) else self.rel_weight.size(2)
+
+    def initialize(self, relation_embedding: Tensor) -> None:
+        """Sizes and initialises the relation weights from the embeddings' width."""
+        width = relation_embedding.size(-1)
+        if width % self.heads:
+            raise ValueError(f"RelationFusing sizes relation_channels from the embeddings' width "
+                             f"{width}, which is not divisible by heads ({self.heads})")
+        materialize(self.rel_weight, (len(self.edge_types), self.heads, width // self.heads,
+                                      self.channels))
         _leading_xavier_(self.rel_weight)
+        self.sync_widths()
 
     def forward(self, state: Mapping[EdgeType, Tensor],
                 relation_embedding: Tensor) -> tuple[Tensor, Tensor]:
+        if is_lazy(self.rel_weight):
+            self.initialize(relation_embedding)
         H, D = self.heads, self.channels
         hs = [state[et] for et in self.edge_types]
         if len(hs) == 1:

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hgnn.nn.lazy import LAZY, LazyInputModule, as_width, is_lazy, linear, materialize_linear
+
 MERGES = ("concat", "mean")
 
 
@@ -15,7 +17,7 @@ def _mlp(widths: list[int], dropout: float, last_plain: bool) -> nn.Sequential:
     Linear (the official global MLP ends in an identity activation)."""
     layers: list[nn.Module] = []
     for i in range(len(widths) - 1):
-        layers.append(nn.Linear(widths[i], widths[i + 1]))
+        layers.append(linear(widths[i], widths[i + 1]))
         if not (last_plain and i == len(widths) - 2):
             layers += [nn.PReLU(num_parameters=1, init=0.25), nn.Dropout(dropout)]
     return nn.Sequential(*layers)
@@ -43,7 +45,7 @@ class HopConv(nn.Module):
         return torch.matmul(self.weight, x) + self.bias[:, None]
 
 
-class RpHGNNEncoder(nn.Module):
+class RpHGNNEncoder(LazyInputModule):
     r"""Hop-group encoder of RpHGNN (official ``RpHGNNEncoder``).
 
     Input: ``G`` groups :math:`X_g \in \mathbb{R}^{N \times H_g \times d_g}` (``H_g`` hops of width
@@ -68,7 +70,9 @@ class RpHGNNEncoder(nn.Module):
     Xavier-normal, biases zero.
 
     Args:
-        group_shapes: ``(hops, width)`` of each group, in input order.
+        group_shapes: ``(hops, width)`` of each group, in input order; a width of ``-1`` is
+            sized from the first forward (PyG's lazy initialisation). ``hops`` sets the hop
+            convolution (one filter for one hop), so it is a positive int.
         hidden: width of every hidden layer.
         out_channels: ``C``.
         conv_filters: Conv1d output channels per group (``conv_filters`` = 2 in all scripts).
@@ -87,16 +91,19 @@ class RpHGNNEncoder(nn.Module):
             raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
         if group_layers < 1 or global_layers < 1:
             raise ValueError("group_layers and global_layers must be >= 1")
-        if not group_shapes:
-            raise ValueError("RpHGNNEncoder needs at least one group")
-        self.group_shapes = [(int(h), int(d)) for h, d in group_shapes]
+        if not group_shapes or isinstance(group_shapes, dict):
+            raise ValueError("RpHGNNEncoder needs group_shapes, one (hops, width) pair per group, "
+                             f"got {group_shapes!r}")
+        self.group_shapes = [(as_width(h, f"RpHGNNEncoder's hops of group {g}", lazy=False),
+                              as_width(d, f"RpHGNNEncoder's width of group {g}"))
+                             for g, (h, d) in enumerate(group_shapes)]
         self.merge = merge
         self.input_dropout = input_dropout
         filters = [1 if h == 1 else conv_filters for h, _ in self.group_shapes]
         self.hop_convs = nn.ModuleList([HopConv(h, f) for (h, _), f in
                                         zip(self.group_shapes, filters, strict=True)])
         self.group_mlps = nn.ModuleList([
-            _mlp([f * d] + [hidden] * group_layers, dropout, last_plain=False)
+            _mlp([LAZY if d == LAZY else f * d] + [hidden] * group_layers, dropout, last_plain=False)
             for (_, d), f in zip(self.group_shapes, filters, strict=True)
         ])
         merged = hidden * len(self.group_shapes) if merge == "concat" else hidden
@@ -107,15 +114,33 @@ class RpHGNNEncoder(nn.Module):
     def reset_parameters(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Linear | HopConv):
-                nn.init.xavier_normal_(m.weight)
-                nn.init.zeros_(m.bias)
+                if not is_lazy(m.weight):  # a lazy one is initialised when the forward sizes it
+                    nn.init.xavier_normal_(m.weight)
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, nn.PReLU):
                 nn.init.constant_(m.weight, 0.25)
+
+    def sync_widths(self) -> None:
+        self.group_shapes = [
+            (h, LAZY if is_lazy(mlp[0].weight) else mlp[0].in_features // conv.weight.size(0))
+            for (h, _), conv, mlp in zip(self.group_shapes, self.hop_convs, self.group_mlps,
+                                         strict=True)]
+
+    def initialize(self, groups: Sequence[Tensor]) -> None:
+        """Sizes and initialises the first layer of each lazily sized group's MLP."""
+        for x, conv, mlp in zip(groups, self.hop_convs, self.group_mlps, strict=True):
+            first = mlp[0]
+            if materialize_linear(first, conv.weight.size(0) * x.size(-1)):
+                nn.init.xavier_normal_(first.weight)
+                nn.init.zeros_(first.bias)
+        self.sync_widths()
 
     def forward(self, groups: Sequence[Tensor]) -> Tensor:
         """``groups[g]``: ``[N, H_g, d_g]`` -> logits ``[N, C]``."""
         if len(groups) != len(self.group_shapes):
             raise ValueError(f"expected {len(self.group_shapes)} groups, got {len(groups)}")
+        if self.has_lazy():
+            self.initialize(groups)
         outs = []
         for x, conv, mlp in zip(groups, self.hop_convs, self.group_mlps, strict=True):
             x = F.dropout(x, self.input_dropout, self.training)

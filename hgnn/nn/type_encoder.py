@@ -1,12 +1,15 @@
 """Per-node-type input projection to a shared width."""
 from __future__ import annotations
 
+import operator
 import warnings
 import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from hgnn.nn.lazy import LAZY, LazyInputModule, as_width, is_lazy, linear, materialize_linear
 
 SPARSE_MIN_ELEMENTS = 1 << 20  # smaller inputs are cheap either way
 SPARSE_MAX_DENSITY = 0.05
@@ -70,7 +73,7 @@ class SparseInputLinear(nn.Linear):
         return out + self.bias if self.bias is not None else out
 
 
-class TypeEncoder(nn.Module):
+class TypeEncoder(LazyInputModule):
     r"""Projects each node type's input to ``out_channels``.
 
     .. math::
@@ -81,29 +84,103 @@ class TypeEncoder(nn.Module):
     node, which equals a one-hot input times a weight matrix, as HGB's baselines use.
 
     Args:
-        in_channels: ``{node_type: feature width}``, or ``{node_type: -num_nodes}`` for id inputs.
+        in_channels: ``{node_type: feature width}``, or ``{node_type: -num_nodes}`` for id inputs
+            (so ``-1`` in the dict is a one-node id type, not PyG's lazy width); ``None`` as a
+            type's width sizes its ``Linear`` from the first forward that brings the type (PyG's
+            lazy ``-1``; float features only: ids need their node count). One int for every type
+            takes ``node_types``, as PyG's ``HeteroDictLinear`` takes ``types``: a positive width,
+            or ``-1`` for every type lazy.
         out_channels: output width.
         activation: ``"none"``, ``"relu"`` or ``"tanh"`` (HGB's HGT applies tanh).
+        node_types: the types, when ``in_channels`` is one int (with a dict, its keys).
 
     Shapes: ``x_dict[t]`` is ``[N_t, F_t]`` float or ``[N_t]`` long; output ``[N_t, out_channels]``.
     """
 
-    def __init__(self, in_channels: dict[str, int], out_channels: int,
-                 activation: str = "none") -> None:
+    def __init__(self, in_channels: int | dict[str, int | None], out_channels: int,
+                 activation: str = "none", node_types: list[str] | None = None) -> None:
         super().__init__()
+        out_channels = as_width(out_channels, "TypeEncoder's out_channels", lazy=False)
+        if isinstance(in_channels, dict):
+            if node_types is not None and set(node_types) != set(in_channels):
+                raise ValueError(f"TypeEncoder's node_types {list(node_types)} do not match the "
+                                 f"keys of in_channels {list(in_channels)}")
+            widths = {t: None if c is None else _signed_width(c, t) for t, c in in_channels.items()}
+        elif node_types is None:
+            raise ValueError(f"TypeEncoder with one in_channels ({in_channels!r}) for every type "
+                             "needs node_types=[...]; or give {node_type: width}")
+        else:
+            width = as_width(in_channels, "TypeEncoder's in_channels (or a {node_type: width} dict)")
+            widths = {t: None if width == LAZY else width for t in node_types}
+        self.out_channels = out_channels
         self.proj = nn.ModuleDict({
-            t: nn.Embedding(-c, out_channels) if c < 0 else SparseInputLinear(c, out_channels)
-            for t, c in in_channels.items()
+            t: linear(LAZY, out_channels, cls=SparseInputLinear) if c is None
+            else nn.Embedding(-c, out_channels) if c < 0 else SparseInputLinear(c, out_channels)
+            for t, c in widths.items()
         })
         self.activation = {"none": nn.Identity(), "relu": nn.ReLU(), "tanh": nn.Tanh()}[activation]
+        self.sync_widths()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for m in self.proj.values():
-            m.reset_parameters()
+            if not is_lazy(m.weight):  # a lazy one is initialised when it is sized
+                m.reset_parameters()
+
+    def sync_widths(self) -> None:
+        """``in_channels``: ``{node_type: width, -num_nodes, or None while not sized}``."""
+        self.in_channels = {
+            t: -m.num_embeddings if isinstance(m, nn.Embedding)
+            else None if m.in_features == LAZY else m.in_features
+            for t, m in self.proj.items()
+        }
+
+    def initialize(self, x_dict: dict[str, Tensor]) -> None:
+        """Sizes and initialises the lazy projections of the types in ``x_dict``."""
+        sized = False
+        for t, x in x_dict.items():
+            lin = self.proj[t] if t in self.proj else None
+            if lin is None or not is_lazy(lin.weight):
+                continue
+            if not x.is_floating_point():
+                raise ValueError(f"TypeEncoder sizes the projection of type {t!r} from its first "
+                                 f"input, which holds node ids ({x.dtype}); give an id input its "
+                                 f"node count, in_channels={{{t!r}: -num_nodes}}")
+            materialize_linear(lin, x.size(-1))
+            lin.reset_parameters()
+            sized = True
+        if sized:
+            self.sync_widths()
 
     def forward(self, x_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {t: self.activation(self.proj[t](x)) for t, x in x_dict.items() if t in self.proj}
+        if self.has_lazy():
+            self.initialize(x_dict)
+        out = {}
+        for t, x in x_dict.items():
+            if t not in self.proj:
+                continue
+            proj = self.proj[t]
+            if isinstance(proj, nn.Embedding) and x.is_floating_point():
+                raise ValueError(
+                    f"TypeEncoder's type {t!r} takes node ids (in_channels {-proj.num_embeddings} "
+                    f"is minus its node count) but got float features {list(x.shape)}; for a "
+                    "width sized at the first forward give None (PyG's -1) as its in_channels")
+            out[t] = self.activation(proj(x))
+        return out
+
+
+def _signed_width(value: object, node_type: str) -> int:
+    """A type's entry of :class:`TypeEncoder`'s ``in_channels``: a feature width, or minus the
+    node count of an id input."""
+    what = f"TypeEncoder's in_channels[{node_type!r}]"
+    try:
+        width = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        width = None
+    if not width:
+        raise ValueError(f"{what} must be a feature width, -num_nodes for node ids, or None "
+                         f"(sized at the first forward), got {value!r}")
+    return width
 
 
 def input_channels(x_dict: dict[str, Tensor]) -> dict[str, int]:
