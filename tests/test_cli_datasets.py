@@ -34,6 +34,14 @@ def test_info_text_and_schema(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_schema_file_with_no_image_format_is_refused_before_loading(tmp_path, capsys):
+    assert main(["datasets", "info", str(tmp_path / "absent"), "--schema",
+                 str(tmp_path / "acm.txt")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"hgnn: error: --schema {tmp_path / 'acm.txt'}: the file name must end in .png, .svg, "
+        ".pdf (the image format)")
+
+
 def test_list_marks_generated_and_missing(tmp_path, capsys):
     assert main(["datasets", "list", "--root", str(tmp_path), "--json"]) == 0
     rows = {r["name"]: r["status"] for r in json.loads(capsys.readouterr().out)["datasets"]}

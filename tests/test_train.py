@@ -247,6 +247,7 @@ def test_a_failed_start_leaves_no_empty_run_folder(tmp_path):
      "'train.num_neighbors' must be a list of int, got [10, 'x']"),
     (["train", "--set", "train.num_neighbors=[10, 0]"], "counts >= 1 or -1"),
     (["train", "--device", "tpu"], "--device 'tpu': expected cpu, cuda or cuda:N"),
+    (["train", "--data", "seed=1"], "synthetic: unknown option(s) ['seed']"),
 ])
 def test_cli_refuses_bad_values_before_loading(args, words, capsys, tmp_path):
     from hgnn.cli.main import main

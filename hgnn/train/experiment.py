@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from hgnn.data import load_dataset
-from hgnn.data.registry import is_path_like
+from hgnn.data.registry import check_options, is_path_like
 from hgnn.errors import HgnnError
 from hgnn.models import get_model_class
 from hgnn.train.config import config_differences, config_sources, resolve_config
@@ -58,6 +58,8 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
         raise HgnnError(f"--seeds {' '.join(map(str, seeds))}: a seed is given twice")
     if is_path_like(dataset):  # recorded so that evaluate finds it from any working directory
         dataset = str(Path(dataset).resolve())
+    # the reader's own options only (seed and root are run_experiment's), before any work
+    dataset_options = check_options(dataset, dict(dataset_options or {}))
     config = resolve_config(model_cls.default_config(), model, dataset, config_file, overrides,
                             model_choices=model_cls.config_choices())
     parse_device(device)
