@@ -3,9 +3,14 @@
 Reads ``benchmarks/results/heterophily.json`` (cross-class edges to a uniformly random other class)
 and, where present, ``heterophily-budget.json`` (H2G-former with a larger budget, H2GB's mag-year
 dropout and label mask rate 0.5, same panel) and ``heterophily-structured.json``
-(``mixing=permutation``), all written by ``hgnn bench``; writes
-``benchmarks/results/heterophily_vs_h.png``. Runs nothing: run the suites first
-(``hgnn bench heterophily``, ``hgnn bench heterophily-budget``, ``hgnn bench heterophily-structured``).
+(``mixing=permutation``), all written by ``hgnn bench``, from ``--results`` (default
+``benchmarks/results``); writes ``heterophily_vs_h.png`` under ``--out`` (default: the ``--results``
+folder)::
+
+    python benchmarks/heterophily_plot.py [--results benchmarks/results] [--out DIR]
+
+Runs nothing: run the suites first (``hgnn bench heterophily``, ``hgnn bench heterophily-budget``,
+``hgnn bench heterophily-structured``).
 """
 from __future__ import annotations
 
@@ -38,7 +43,10 @@ def series(table: dict, metric: str) -> dict[str, list[tuple[float, float, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--results", type=Path, default=RESULTS, metavar="DIR",
+                        help="folder of the suites' tables read (default: %(default)s)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="folder for heterophily_vs_h.png (default: the --results folder)")
     args = parser.parse_args()
     import matplotlib
 
@@ -71,7 +79,8 @@ def main() -> None:
                            for m, r in zip(machines(t), t["rows"], strict=True) if "test" in r)
     fig.suptitle(f"synthetic generator; measured on {'; '.join(ran_on)}", fontsize=8)
     fig.tight_layout()
-    out = args.results / "heterophily_vs_h.png"
+    out = (args.out or args.results) / "heterophily_vs_h.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     print(out)
 

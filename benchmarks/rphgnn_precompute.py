@@ -7,11 +7,18 @@ preset scaled to the requested number of (generated) edges, prepared as RpHGNN's
 pre-computed with the ogbn-mag script's settings (K = 5, ``use_input``). "Generated edges" are the
 generator's output; preparation symmetrises ``cites`` and adds a reverse of every other relation.
 Timed: the pre-computation alone (generation and preparation are reported separately). Writes
-``benchmarks/results/rphgnn_precompute.{json,md,png}``::
+``rphgnn_precompute.{json,md,png}`` under ``--out`` (default ``benchmarks/results``, the committed
+results)::
 
     python benchmarks/rphgnn_precompute.py                       # 1M, 4M, 16M edges + full mag shape
-    python benchmarks/rphgnn_precompute.py --edges 1e6 --no-full # one point
+    python benchmarks/rphgnn_precompute.py --edges 1e6 --no-full --out /tmp/rp  # one point, aside
     python benchmarks/rphgnn_precompute.py --report-only         # redraw table and plot from the JSON
+
+A partial run merges into the JSON already under ``--out``: the points it measures replace those
+with the same requested edge count, and the points and full-shape record it did not measure are
+kept, with the file's other fields (as ``benchmarks/scale.py --only`` keeps the parts it did not
+run); the exponent is refitted over the merged points. A run that re-measures everything there
+replaces the file.
 
 At the full shape the groups (about 12 GB of float16) are streamed to a directory (``--store``,
 default a temporary one) and opened as memory maps, which is what ``model.precompute_dir`` does in
@@ -114,7 +121,25 @@ def machine() -> dict:
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
 
 
-def report(result: dict) -> None:
+def merge(old: dict, new: dict) -> dict:
+    """``new`` over ``old``: scaling points by requested edges, ``full`` only where measured. While
+    anything of ``old`` is kept, so are its other fields (notes on its rows) and the exponent is
+    refitted over the merged points; a run that re-measures everything replaces ``old``."""
+    points = {p["requested_edges"]: p for p in old.get("scaling", [])}
+    kept = len(set(points) - {p["requested_edges"] for p in new["scaling"]})
+    points.update({p["requested_edges"]: p for p in new["scaling"]})
+    scaling = sorted(points.values(), key=lambda p: p["requested_edges"])
+    full = new["full"] if new["full"] is not None else old.get("full")
+    kept_full = new["full"] is None and full is not None
+    if not (kept or kept_full):
+        return new
+    if old.get("machine") != new["machine"]:
+        print(f"note: keeping {kept} scaling point(s){' and the full shape' if kept_full else ''} "
+              f"measured on another machine ({old.get('machine')})", file=sys.stderr)
+    return {**old, **new, "scaling": scaling, "full": full, "exponent": fit_exponent(scaling)}
+
+
+def report(result: dict, out: Path) -> None:
     rows = result["scaling"] + ([result["full"]] if result.get("full") else [])
     exp = result.get("exponent")
     lines = [
@@ -142,7 +167,7 @@ def report(result: dict) -> None:
         f = result["full"]
         lines += ["", f"ogbn-mag's full shape: peak RSS **{f['peak_rss_mib'] / 1024:.2f} GiB** "
                       f"(budget 16 GiB) while writing {f['output_gib']} GiB of float16 groups to disk."]
-    (RESULTS / "rphgnn_precompute.md").write_text("\n".join(lines) + "\n")
+    (out / "rphgnn_precompute.md").write_text("\n".join(lines) + "\n")
     try:
         import matplotlib
 
@@ -165,7 +190,7 @@ def report(result: dict) -> None:
     ax.set_title(title)
     fig.legend(loc="upper left", bbox_to_anchor=(0.12, 0.88), fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "rphgnn_precompute.png", dpi=120)
+    fig.savefig(out / "rphgnn_precompute.png", dpi=120)
 
 
 def main() -> None:
@@ -175,14 +200,18 @@ def main() -> None:
     parser.add_argument("--store", help="directory for the full-shape groups (default: a temp dir)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--out", default=str(RESULTS), metavar="DIR",
+                        help="folder for rphgnn_precompute.{json,md,png}; a run merges into the "
+                             "JSON there (default: %(default)s, the committed results)")
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)  # child-process mode
     args = parser.parse_args()
     if args.one is not None:
         print(json.dumps(measure(args.one, args.store, args.threads)))
         return
-    path = RESULTS / "rphgnn_precompute.json"
+    out = Path(args.out)
+    path = out / "rphgnn_precompute.json"
     if args.report_only:
-        report(json.loads(path.read_text()))
+        report(json.loads(path.read_text()), out)
         return
     scaling = []
     for e in args.edges:
@@ -199,9 +228,11 @@ def main() -> None:
                 shutil.rmtree(store, ignore_errors=True)
     result = {"machine": machine(), "settings": SETTINGS, "scaling": scaling, "full": full,
               "exponent": fit_exponent(scaling)}
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    if path.is_file():  # keep what this run did not measure
+        result = merge(json.loads(path.read_text()), result)
+    out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
-    report(result)
+    report(result, out)
 
 
 if __name__ == "__main__":

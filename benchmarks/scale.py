@@ -11,10 +11,12 @@ under ``torchrun`` and report rank 0's peak and the slowest rank's time):
   ogbn-mag shape;
 * ``--procs``: the same work with 1 and 2 processes (gloo) at one size.
 
-Writes ``benchmarks/results/scale.{json,md,png}``::
+Writes ``scale.{json,md,png}`` under ``--out`` (default ``benchmarks/results``, the committed
+results); ``--only`` and ``--report-only`` read back the JSON there::
 
     python benchmarks/scale.py                    # everything (about an hour on 2 cores)
     python benchmarks/scale.py --only series      # one part; others are kept from the JSON
+    python benchmarks/scale.py --only procs --out /tmp/scale  # one part, beside the committed one
     python benchmarks/scale.py --report-only
 """
 from __future__ import annotations
@@ -170,7 +172,7 @@ def machine() -> dict:
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
 
 
-def report(res: dict) -> None:
+def report(res: dict, out: Path) -> None:
     lines = ["# Scale: sampled training and RpHGNN pre-computation on `synthetic-mag`", "",
              f"Machine: {res['machine']['cores']} cores, {res['machine']['memory_gib']} GiB, torch "
              f"{res['machine']['torch']}, CPU only. Sampled training: batch {BATCH}, fan-out "
@@ -221,7 +223,7 @@ def report(res: dict) -> None:
                       "work over processes, not extra hardware."]
     if res.get("note"):
         lines += ["", f"Note: {res['note']}"]
-    (RESULTS / "scale.md").write_text("\n".join(lines) + "\n")
+    (out / "scale.md").write_text("\n".join(lines) + "\n")
     try:
         import matplotlib
 
@@ -241,13 +243,16 @@ def report(res: dict) -> None:
         ax.set_title("synthetic-mag, one process")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(RESULTS / "scale.png", dpi=120)
+        fig.savefig(out / "scale.png", dpi=120)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["series", "models", "procs"])
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--out", default=str(RESULTS), metavar="DIR",
+                        help="folder for scale.{json,md,png}; --only keeps the other parts of the "
+                             "JSON there (default: %(default)s, the committed results)")
     parser.add_argument("--child", choices=["train", "precompute"], help=argparse.SUPPRESS)
     parser.add_argument("--scale", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--model", default="rgcn", help=argparse.SUPPRESS)
@@ -259,7 +264,8 @@ def main() -> None:
         if int(os.environ.get("RANK", "0")) == 0:
             print(json.dumps(out), flush=True)
         return
-    path = RESULTS / "scale.json"
+    out_dir = Path(args.out)
+    path = out_dir / "scale.json"
     res = json.loads(path.read_text()) if path.is_file() else {}
     if not args.report_only:
         res["machine"] = machine()
@@ -292,9 +298,9 @@ def main() -> None:
                     res["procs"].append(run(["--child", kind, "--scale", s, *extra], nproc,
                                             max(threads // nproc, 1)))
                     print(json.dumps(res["procs"][-1]), flush=True)
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(res, indent=1))
-    report(res)
+    report(res, out_dir)
 
 
 if __name__ == "__main__":

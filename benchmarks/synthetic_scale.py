@@ -1,11 +1,12 @@
 """Time the synthetic generator at ogbn-mag's shape and fractions of it.
 
 Each size runs in a fresh process, so its peak RSS is its own. Writes
-``benchmarks/results/synthetic_scale.json``::
+``synthetic_scale.{json,png}`` under ``--out`` (default ``benchmarks/results``, the committed
+results; ``--plot-only`` reads the JSON there)::
 
     python benchmarks/synthetic_scale.py                 # scales 0.005 .. 1.0 of the mag preset
     python benchmarks/synthetic_scale.py --plot-only     # redraw the plot from the JSON
-    python benchmarks/synthetic_scale.py --scales 0.05   # just one
+    python benchmarks/synthetic_scale.py --scales 0.05 --out /tmp/synth  # just one, aside
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "synthetic_scale.json"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def measure(preset: str, scale: float, seed: int) -> dict:
@@ -49,9 +50,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)  # child-process mode
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--out", default=str(RESULTS), metavar="DIR",
+                        help="folder for synthetic_scale.{json,png} (default: %(default)s, the "
+                             "committed results)")
     args = parser.parse_args()
+    path = Path(args.out) / "synthetic_scale.json"
     if args.plot_only:
-        plot(json.loads(RESULTS.read_text()))
+        plot(json.loads(path.read_text()), path.parent)
         return
     if args.one is not None:
         print(json.dumps(measure(args.preset, args.one, args.seed)))
@@ -69,11 +74,11 @@ def main() -> None:
                     "python": platform.python_version(), "processor": platform.processor()},
         "runs": runs,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     report["fitted_exponent"] = fitted_exponent(runs)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    plot(report)
-    print(f"wrote {RESULTS}")
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, path.parent)
+    print(f"wrote {path}")
 
 
 def fitted_exponent(runs: list[dict]) -> float:
@@ -85,7 +90,7 @@ def fitted_exponent(runs: list[dict]) -> float:
     return float(np.polyfit(x, y, 1)[0]) if len(runs) > 1 else float("nan")
 
 
-def plot(report: dict) -> None:
+def plot(report: dict, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,7 +104,7 @@ def plot(report: dict) -> None:
     ax.set_title(f"synthetic generator (fitted exponent {fitted_exponent(runs):.2f})")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(RESULTS.with_name("synthetic_scale.png"), dpi=110)
+    fig.savefig(out / "synthetic_scale.png", dpi=110)
     plt.close(fig)
 
 

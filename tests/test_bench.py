@@ -98,6 +98,15 @@ def test_script_suite_gets_the_data_root(tmp_path, monkeypatch, root):
     monkeypatch.setenv("HGNN_DATA", "from/the/environment")
     script = tmp_path / "probe.py"
     seen = tmp_path / "seen.txt"
-    script.write_text(f"import os; open({str(seen)!r}, 'w').write(os.environ['HGNN_DATA'])\n")
-    run_suite(Suite(name="s", kind="script", script=str(script)), tmp_path, root=root)
-    assert seen.read_text() == (root or "from/the/environment")
+    script.write_text(f"import os, sys; open({str(seen)!r}, 'w').write(os.environ['HGNN_DATA'] "
+                      "+ ' ' + ' '.join(sys.argv[1:]))\n")
+    run_suite(Suite(name="s", kind="script", script=str(script)), tmp_path / "out", root=root)
+    # and writes where --results points, not into the committed results
+    assert seen.read_text() == f"{root or 'from/the/environment'} --out {tmp_path / 'out'}"
+
+
+def test_table_only_refuses_a_script_suite(capsys):
+    from hgnn.cli.main import main
+
+    assert main(["bench", "kernels", "--table-only", "--results", "/nonexistent"]) == 2
+    assert "suite 'kernels' is a script (benchmarks/kernels/bench.py)" in capsys.readouterr().err

@@ -109,7 +109,7 @@ def run_suite(suite: Suite, results: Path, root: str | None = None, quiet: bool 
                             "bench from the repository root)")
         # a script reads its data where every loader does: --root reaches it as HGNN_DATA
         env = {**os.environ, "HGNN_DATA": str(root)} if root is not None else None
-        subprocess.run([sys.executable, str(script)], check=True, env=env)
+        subprocess.run([sys.executable, str(script), "--out", str(results)], check=True, env=env)
         return {}
     if runner is None:
         from hgnn.train.experiment import run_experiment as runner

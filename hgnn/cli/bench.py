@@ -6,21 +6,31 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from hgnn.bench.harness import known_suites
+
     p = sub.add_parser("bench", help="run a benchmark suite (resumable) and tabulate it")
-    p.add_argument("suite", help="hgb, heterophily, kernels, scaling, or a suite YAML path")
-    p.add_argument("--results", default="benchmarks/results", help="where runs and tables go")
+    p.add_argument("suite", help=f"{', '.join(known_suites())}, or a suite YAML path")
+    p.add_argument("--results", default="benchmarks/results",
+                   help="where runs and tables go, relative to the current folder (default: "
+                        "benchmarks/results, the committed results when run from the repository)")
     p.add_argument("--root", help="data root (default: $HGNN_DATA or ../shared/data)")
-    p.add_argument("--table-only", action="store_true", help="aggregate what exists, run nothing")
+    p.add_argument("--table-only", action="store_true",
+                   help="aggregate what exists, run nothing (training suites; a script suite's "
+                        "tables are written by its script)")
     p.add_argument("--verbose", action="store_true", help="show progress bars")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from hgnn.bench.harness import aggregate, load_suite, run_suite, write_outputs
+    from hgnn.errors import HgnnError
 
     suite = load_suite(args.suite)
     results = Path(args.results)
-    if args.table_only and suite.kind == "train":
+    if args.table_only and suite.kind == "script":
+        raise HgnnError(f"--table-only: suite '{suite.name}' is a script ({suite.script}) that "
+                        "measures and writes its own tables; nothing to aggregate")
+    if args.table_only:
         table = aggregate(suite, results)
         write_outputs(suite, table, results)
     else:
