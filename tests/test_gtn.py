@@ -95,6 +95,21 @@ def test_layer_matches_gtn_dense_formulas(layers, normalization):
         torch.testing.assert_close(g.double(), r.double(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("normalization", ["row", "column"])
+def test_float64_inputs_and_gradcheck(normalization):
+    # the graph's operands are built in float32; a float64 layer computes in float64 throughout
+    conv, edges = make(2, normalization).double(), tiny_edges()
+    x = torch.randn(sum(SIZES.values()), 4, dtype=torch.float64, requires_grad=True)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        x_dict = dict(zip(SIZES, x.split(list(SIZES.values())), strict=True))
+        return torch.cat(list(conv(x_dict, edges).values()))
+
+    assert run(x).dtype == torch.float64
+    torch.testing.assert_close(run(x), reference(conv, x, edges), rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(run, (x,))
+
+
 def test_row_without_paths_gets_weight_zero_before_the_last_layer():
     # c's node 1 has no edge: only its identity path, whose diagonal GTN's norm removes.
     conv, edges = make(2, "row"), tiny_edges()

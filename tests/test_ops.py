@@ -84,6 +84,18 @@ def test_attention_matches_reference_and_gradcheck(backend):
         lambda q, k, v: segment_attention(q, k, v, small, backend=backend), args)
 
 
+def test_triton_backend_on_cpu_without_the_interpreter_is_refused(monkeypatch):
+    from hgnn.errors import HgnnError
+
+    seg = random_segments(0)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="the triton backend runs on CUDA tensors"):
+        segment_spmm(torch.ones(seg.num_src, 2), seg, backend="triton")
+    monkeypatch.setenv("HGNN_OPS_BACKEND", "triton")
+    with pytest.raises(HgnnError, match="HGNN_OPS_BACKEND=triton: the triton backend runs on"):
+        segment_spmm(torch.ones(seg.num_src, 2), seg)
+
+
 def test_cpu_backend_is_deterministic():
     if "cpu" not in BACKENDS:
         pytest.skip("compiled CPU backend unavailable")
@@ -241,7 +253,7 @@ def test_attention_clamp_and_weight_validation():
         segment_attention(q, k, v, seg, clamp=(1.0, -1.0))
 
 
-def test_a_build_lock_left_by_a_killed_process_is_removed_with_a_warning(tmp_path):
+def test_a_build_lock_left_by_a_killed_process_is_removed_with_a_warning(tmp_path, capsys):
     import os
     import time
 
@@ -255,8 +267,9 @@ def test_a_build_lock_left_by_a_killed_process_is_removed_with_a_warning(tmp_pat
     with pytest.warns(UserWarning, match="removing the build lock"):
         assert wait_for_build_lock(tmp_path, stale_after_s=600) is True
     assert not lock.exists()
-    lock.touch()  # a fresh lock is waited on until it ages past the limit
+    lock.touch()  # a fresh lock is waited on until it ages past the limit, and the wait is told
     start = time.monotonic()
     with pytest.warns(UserWarning, match="removing the build lock"):
         assert wait_for_build_lock(tmp_path, stale_after_s=0.3, poll_s=0.05) is True
     assert time.monotonic() - start >= 0.2 and not lock.exists()
+    assert capsys.readouterr().err.count(f"hgnn: waiting for {lock}: another process") == 1

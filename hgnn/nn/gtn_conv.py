@@ -329,15 +329,18 @@ class GTNConv(LazyInputModule):
         z = self._row(y, w, operands) if self.normalization == "row" else self._column(y, w, operands)
         return z.permute(1, 0, 2).reshape(y.size(0), -1)
 
-    def _select(self, w: Tensor, m: int, z: Tensor, operands: MetaPathOperands) -> Tensor:
+    def _select(self, w: Tensor, m: int, z: Tensor, relations: list[Tensor]) -> Tensor:
         """``Q^c_m z^c`` for every channel: ``z`` ``[C, N, F]``."""
         c, n, f = z.shape
         flat = z.permute(1, 0, 2).reshape(n, c * f)
-        stacked = torch.stack([torch.sparse.mm(a, flat) for a in operands.relations])
+        stacked = torch.stack([torch.sparse.mm(a, flat) for a in relations])
         return torch.einsum("ck,kncf->cnf", w[m], stacked.view(-1, n, c, f))
 
     def _row(self, y: Tensor, w: Tensor, operands: MetaPathOperands) -> Tensor:
-        walks, last = operands.walks, self.layers
+        walks, relations, last = operands.walks, operands.relations, self.layers
+        if walks[1].dtype != y.dtype:  # the operands are float32; float64 runs (gradcheck) cast
+            walks = {r: t.to(y.dtype) for r, t in walks.items()}
+            relations = [a.to(y.dtype) for a in relations]
         delta: dict[int, Tensor] = {}
         scale: dict[int, Tensor] = {}
 
@@ -350,8 +353,8 @@ class GTNConv(LazyInputModule):
 
         def apply(level: int, z: Tensor) -> Tensor:  # H_level z
             if level == 1:
-                return self._select(w, 0, self._select(w, 1, z, operands), operands)
-            inner = self._select(w, level, z, operands)
+                return self._select(w, 0, self._select(w, 1, z, relations), relations)
+            inner = self._select(w, level, z, relations)
             return scale[level - 1][..., None] * (apply(level - 1, inner)
                                                   - delta[level - 1][..., None] * inner)
 

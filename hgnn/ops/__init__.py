@@ -42,6 +42,14 @@ def backend_for(t: Tensor, backend: str | None = None) -> str:
 
             raise HgnnError(f"HGNN_OPS_BACKEND={choice!r}: choose from auto, {', '.join(BACKENDS)}")
         raise ValueError(f"unknown ops backend {choice!r} (choose from {', '.join(BACKENDS)})")
+    if choice == "triton" and not t.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        message = ("the triton backend runs on CUDA tensors (and on CPU under TRITON_INTERPRET=1, "
+                   "as the tests do); this tensor is on the CPU")
+        if backend is None:
+            from hgnn.errors import HgnnError
+
+            raise HgnnError(f"HGNN_OPS_BACKEND=triton: {message}")
+        raise ValueError(message)
     if choice != "auto":
         return choice
     if t.is_cuda:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -34,11 +35,17 @@ def wait_for_build_lock(build_dir: str | Path, stale_after_s: float = STALE_LOCK
     ``timeout``, the OOM killer) never runs; every later ``load`` would then wait on it forever.
     """
     lock = Path(build_dir) / "lock"
+    told = False
     while True:
         try:
             age = time.time() - lock.stat().st_mtime
         except FileNotFoundError:
             return False
+        if not told and age <= stale_after_s:  # a silent wait of minutes looks like a hang
+            print(f"hgnn: waiting for {lock}: another process is building the CPU kernels (a lock "
+                  f"left by a killed process is removed in {stale_after_s - age:.0f} s; delete it "
+                  "to go on now)", file=sys.stderr)
+            told = True
         if age > stale_after_s:
             warnings.warn(f"removing the build lock {lock}, left {age:.0f} s ago by a process that "
                           "was killed while loading the hgnn CPU extension", stacklevel=2)
