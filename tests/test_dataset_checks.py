@@ -23,6 +23,7 @@ from hgnn.data.formats.text import plain
 from hgnn.data.registry import DATASETS, check_options, load_dataset
 from hgnn.errors import DataFormatError, HgnnError, UnknownNameError
 from tests.conftest import require
+from tests.heco_fixture import write_heco
 from tests.hgb_fixture import LINKS, NODES, write_hgb
 
 
@@ -44,17 +45,6 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> str
 
 # --- HeCo Freebase: the release's node counts -------------------------------------------------
 
-def _heco(root: Path, md: str = "0\t0\n1\t1\n2\t1\n3\t0\n", labels: int = 3492) -> Path:
-    root.mkdir(parents=True)
-    np.save(root / "labels.npy", np.arange(labels, dtype=np.int64) % 3)
-    (root / "ma.txt").write_text("0\t0\n1\t1\n2\t0\n3\t2\n")
-    (root / "md.txt").write_text(md)
-    (root / "mw.txt").write_text("0\t0\n1\t0\n2\t0\n3\t0\n")
-    for part, ids in (("train", [0, 1]), ("val", [2]), ("test", [3])):
-        np.save(root / f"{part}_20.npy", np.array(ids, dtype=np.int64))
-    return root
-
-
 def test_heco_counts_are_the_releases():
     assert NUM_NODES == {"movie": 3492, "actor": 33401, "director": 2502, "writer": 4459}
 
@@ -62,7 +52,7 @@ def test_heco_counts_are_the_releases():
 @pytest.mark.parametrize("member,other", [("ma.txt", "actor"), ("md.txt", "director"),
                                           ("mw.txt", "writer")])
 def test_heco_id_beyond_known_count_is_refused(tmp_path, member, other):
-    root = _heco(tmp_path / "h")
+    root = write_heco(tmp_path / "h")
     n = NUM_NODES[other]
     (root / member).write_text(f"0\t0\n1\t{n - 1}\n2\t{n}\n3\t0\n")
     with pytest.raises(DataFormatError) as err:
@@ -73,13 +63,13 @@ def test_heco_id_beyond_known_count_is_refused(tmp_path, member, other):
 
 def test_heco_labels_of_another_length_are_refused(tmp_path):
     with pytest.raises(DataFormatError, match="4 labels, but HeCo's Freebase has 3492 movies"):
-        read_heco_freebase(_heco(tmp_path / "h", labels=4))
+        read_heco_freebase(write_heco(tmp_path / "h", labels=4))
 
 
 def test_heco_failed_read_writes_no_cache(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("HGNN_CACHE", str(cache))
-    _heco(tmp_path / "root" / "HeCo_Freebase", md="0\t0\n1\t99999999\n")
+    write_heco(tmp_path / "root" / "HeCo_Freebase", md="0\t0\n1\t99999999\n")
     with pytest.raises(DataFormatError, match=r"md.txt, line 2: director id 99999999"):
         load_dataset("heco-freebase", root=tmp_path / "root")
     assert not cache.exists() or not any(cache.iterdir())
@@ -173,7 +163,7 @@ def test_plain_values():
 ])
 def test_heco_messages_show_plain_values(tmp_path, md, words):
     with pytest.raises(DataFormatError) as err:
-        read_heco_freebase(_heco(tmp_path / "h", md=md))
+        read_heco_freebase(write_heco(tmp_path / "h", md=md))
     msg = str(err.value)
     assert msg.endswith(words) and "np." not in msg and "b'" not in msg, msg
 

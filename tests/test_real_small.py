@@ -23,6 +23,7 @@ from hgnn.data.formats.magnn import read_magnn_imdb
 from hgnn.data.formats.safe_pickle import ARRAYS_ONLY, safe_load
 from hgnn.errors import DataFormatError, HgnnError
 from tests.conftest import require
+from tests.heco_fixture import write_heco
 
 EXPECTED = {
     "gtn-acm": dict(
@@ -295,20 +296,8 @@ def test_gtn_zip_with_evil_edges_is_refused(tmp_path):
         read_gtn(path)
 
 
-def _heco_folder(root: Path, md: str) -> Path:
-    """HeCo's layout with all 3,492 movies labelled but only movies 0..3 linked."""
-    root.mkdir()
-    np.save(root / "labels.npy", np.arange(3492, dtype=np.int64) % 3)
-    (root / "ma.txt").write_text("0\t0\n1\t1\n2\t0\n3\t2\n")
-    (root / "md.txt").write_text(md)
-    (root / "mw.txt").write_text("0\t0\n1\t0\n2\t0\n3\t0\n")
-    for part, ids in (("train", [0, 1]), ("val", [2]), ("test", [3])):
-        np.save(root / f"{part}_20.npy", np.array(ids, dtype=np.int64))
-    return root
-
-
 def test_heco_small_folder_reads(tmp_path):
-    data, task = read_heco_freebase(_heco_folder(tmp_path / "ok", "0\t0\n1\t1\n2\t1\n3\t0\n"))
+    data, task = read_heco_freebase(write_heco(tmp_path / "ok", "0\t0\n1\t1\n2\t1\n3\t0\n"))
     # The release's counts, not the largest id + 1 (ids 3 and 2 here).
     assert data["actor"].num_nodes == 33401 and data["director"].num_nodes == 2502
     assert data["movie"].num_nodes == 3492 and data["writer"].num_nodes == 4459
@@ -326,7 +315,7 @@ def test_heco_small_folder_reads(tmp_path):
 ])
 def test_heco_malformed_line_is_named(tmp_path, md, line):
     with pytest.raises(DataFormatError) as err:
-        read_heco_freebase(_heco_folder(tmp_path / "bad", md))
+        read_heco_freebase(write_heco(tmp_path / "bad", md))
     assert err.value.file.endswith("md.txt") and err.value.line == line
     assert f"md.txt, line {line}:" in str(err.value)
 

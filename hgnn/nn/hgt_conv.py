@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hgnn.nn.lazy import LazyInputModule, as_width, is_lazy, linear, materialize_linear, per_type_widths
+from hgnn.nn.lazy import (
+    LazyInputModule,
+    as_width,
+    is_lazy,
+    linear,
+    materialize_linear,
+    per_type_widths,
+    recorded_widths,
+)
 from hgnn.ops import segment_attention
 from hgnn.ops.typed import destination_segments, index_for, relation_segments, stack, unstack
 
@@ -85,13 +93,8 @@ class HGTConv(LazyInputModule):
         nn.init.ones_(self.skip)
 
     def sync_widths(self) -> None:
-        widths = {t: lin.in_features for t, lin in self.kqv.items()}
-        shared = set(widths.values())
-        # one width stays one width; lazy types sized to different widths make it a dict
-        if not isinstance(self.in_channels, dict) and len(shared) == 1:
-            self.in_channels = shared.pop()
-        else:
-            self.in_channels = widths
+        self.in_channels = recorded_widths(
+            self.in_channels, {t: lin.in_features for t, lin in self.kqv.items()})
 
     def initialize(self, x_dict: dict[str, Tensor]) -> None:
         """Sizes and initialises the lazy input projections of the types in ``x_dict``."""

@@ -21,7 +21,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hgnn.nn.lazy import LazyInputModule, as_width, is_lazy, linear, materialize_linear, per_type_widths
+from hgnn.nn.lazy import (
+    LazyInputModule,
+    as_width,
+    is_lazy,
+    linear,
+    materialize_linear,
+    per_type_widths,
+    recorded_widths,
+)
 from hgnn.ops import segment_additive_attention, segment_softmax, segment_spmm
 from hgnn.ops.segments import Segments
 from hgnn.ops.typed import index_for, relation_csc
@@ -245,13 +253,8 @@ class LATTEConv(LazyInputModule):
                 nn.init.xavier_normal_(lin.weight, gain=1.0)
 
     def sync_widths(self) -> None:
-        widths = {t: lin.in_features for t, lin in self.lin_l.items()}
-        shared = set(widths.values())
-        # one width stays one width; lazy types sized to different widths make it a dict
-        if not isinstance(self.in_channels, dict) and len(shared) == 1:
-            self.in_channels = shared.pop()
-        else:
-            self.in_channels = widths
+        self.in_channels = recorded_widths(
+            self.in_channels, {t: lin.in_features for t, lin in self.lin_l.items()})
 
     def initialize(self, x_dict: dict[str, Tensor]) -> None:
         """Sizes and initialises the lazy transforms of the types in ``x_dict``."""

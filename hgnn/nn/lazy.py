@@ -100,6 +100,15 @@ def materialize_linear(lin: nn.Linear, in_features: int) -> bool:
     return True
 
 
+def recorded_widths(current: int | dict[str, int], widths: dict[str, int]) -> int | dict[str, int]:
+    """A per-type layer's ``in_channels`` once lazy types are sized: one width stays one width,
+    and types sized to different widths make it ``{node_type: width}``."""
+    shared = set(widths.values())
+    if not isinstance(current, dict) and len(shared) == 1:
+        return shared.pop()
+    return widths
+
+
 class LazyInputModule(nn.Module):
     """Base of hgnn's layers whose input widths may be lazy (:data:`LAZY`).
 
