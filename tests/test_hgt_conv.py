@@ -55,6 +55,18 @@ def test_matches_pyg_hgtconv(seed):
     assert torch.allclose(g, w, atol=1e-5)
 
 
+def test_types_outside_the_metadata_are_ignored_as_pyg_does():
+    data = random_graph(0)
+    pyg, ours = paired_convs(data)
+    x = {t: torch.randn(data[t].num_nodes, 8) for t in data.node_types}
+    extra = {**x, "stranger": torch.randn(5, 8)}
+    want = {t: v for t, v in pyg(extra, data.edge_index_dict).items() if v is not None}
+    got, plain = ours(extra, data.edge_index_dict), ours(x, data.edge_index_dict)
+    assert set(got) == set(want) == set(plain) and "stranger" not in got
+    for t in want:
+        assert torch.equal(got[t], plain[t]) and torch.allclose(got[t], want[t], atol=1e-5)
+
+
 def test_backends_agree_in_float64():
     data = random_graph(1)
     _, conv = paired_convs(data)

@@ -54,7 +54,8 @@ class HGTConv(LazyInputModule):
         softmax: ``"all"`` (PyG) or ``"relation"`` (HGB / DGL), see above.
 
     Shapes: ``x_dict[t]`` ``[N_t, in_channels[t]]`` -> ``{t: [N_t, out_channels]}`` for every
-    type that is the destination of some relation (others are absent, as in PyG).
+    type that is the destination of some relation (others are absent, as in PyG). Types of
+    ``x_dict`` outside ``metadata`` are ignored, as PyG's ``HGTConv`` ignores them.
     """
 
     def __init__(self, in_channels: int | dict[str, int], out_channels: int,
@@ -108,6 +109,7 @@ class HGTConv(LazyInputModule):
 
     def forward(self, x_dict: dict[str, Tensor],
                 edge_index_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
+        x_dict = {t: x for t, x in x_dict.items() if t in self.kqv}  # others ignored, as PyG does
         if self.has_lazy():
             self.initialize(x_dict)
         H, D = self.heads, self.out_channels // self.heads
