@@ -7,6 +7,8 @@ results; ``--plot-only`` reads the JSON there)::
     python benchmarks/synthetic_scale.py                 # scales 0.005 .. 1.0 of the mag preset
     python benchmarks/synthetic_scale.py --plot-only     # redraw the plot from the JSON
     python benchmarks/synthetic_scale.py --scales 0.05 --out /tmp/synth  # just one, aside
+
+A run of some scales replaces those points and keeps the others already in the JSON.
 """
 from __future__ import annotations
 
@@ -68,10 +70,12 @@ def main() -> None:
                              check=True, capture_output=True, text=True).stdout
         runs.append(json.loads(out.strip().splitlines()[-1]))
         print(json.dumps(runs[-1]), flush=True)
+    machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+               "python": platform.python_version(), "processor": platform.processor()}
+    runs = merged_runs(path, runs, machine)
     report = {
         "benchmark": "synthetic generator (hgnn.data.synthetic.read_synthetic)",
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "processor": platform.processor()},
+        "machine": machine,
         "runs": runs,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +83,20 @@ def main() -> None:
     path.write_text(json.dumps(report, indent=2) + "\n")
     plot(report, path.parent)
     print(f"wrote {path}")
+
+
+def merged_runs(path: Path, runs: list[dict], machine: dict) -> list[dict]:
+    """``runs`` over the runs already in ``path`` that this call did not measure (same preset,
+    scale and seed are replaced), sorted by scale: a partial run keeps the other points."""
+    if not path.is_file():
+        return runs
+    old = json.loads(path.read_text())
+    measured = {(r["preset"], r["scale"], r["seed"]) for r in runs}
+    kept = [r for r in old.get("runs", []) if (r["preset"], r["scale"], r["seed"]) not in measured]
+    if kept and old.get("machine") != machine:
+        print(f"note: {path} keeps {len(kept)} point(s) measured on another machine "
+              f"({old.get('machine', {}).get('processor') or 'unrecorded'})", file=sys.stderr)
+    return sorted(kept + runs, key=lambda r: r["scale"])
 
 
 def fitted_exponent(runs: list[dict]) -> float:
