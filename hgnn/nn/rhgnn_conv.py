@@ -27,6 +27,7 @@ from hgnn.nn.lazy import (
     materialize_linear,
     parameter,
     per_type_widths,
+    recorded_widths,
 )
 from hgnn.ops import segment_additive_attention
 from hgnn.ops.typed import index_for, relation_csc
@@ -240,13 +241,8 @@ class RHGNNConv(LazyInputModule):
                 nn.init.xavier_normal_(lin.weight, gain=_GAIN)
 
     def sync_widths(self) -> None:
-        widths = {t: LAZY if is_lazy(w) else w.size(0) for t, w in self.weight.items()}
-        shared = set(widths.values())
-        # one width stays one width; lazy types sized to different widths make it a dict
-        if not isinstance(self.in_channels, dict) and len(shared) == 1:
-            self.in_channels = shared.pop()
-        else:
-            self.in_channels = widths
+        self.in_channels = recorded_widths(
+            self.in_channels, {t: LAZY if is_lazy(w) else w.size(0) for t, w in self.weight.items()})
         self.relation_in_channels = LAZY if is_lazy(self.att_weight) else self.att_weight.size(1)
 
     def initialize(self, x: Mapping[EdgeType, Tensor] | Mapping[str, Tensor],
