@@ -223,6 +223,32 @@ def test_relation_fusing_matches_dense_loops():
     assert z1 is state[WRITES] and torch.equal(b1, torch.ones(3, H, 1, dtype=torch.float64))
 
 
+def test_relation_fusing_leaves_out_a_relation_without_state():
+    """A relation whose source type is absent from the input is left out of the softmax, as the
+    official code leaves out a relation without edges (the model used to fall back to the raw
+    projection of the target instead)."""
+    torch.manual_seed(0)
+    rels = [WRITES, REVIEWS, CITES]
+    fusing = RelationFusing(rels, H, D, D_REL).double()
+    kept = RelationFusing([WRITES, CITES], H, D, D_REL).double()
+    with torch.no_grad():
+        kept.node_weight.copy_(fusing.node_weight[[0, 2]])
+        kept.rel_weight.copy_(fusing.rel_weight[[0, 2]])
+    gen = torch.Generator().manual_seed(5)
+    state = {et: torch.randn(3, H * D, generator=gen, dtype=torch.float64) for et in rels}
+    emb = torch.randn(3, H * D_REL, generator=gen, dtype=torch.float64)
+    partial = {WRITES: state[WRITES], CITES: state[CITES]}
+    z, beta = fusing(partial, emb)
+    want_z, want_beta = kept(partial, emb[[0, 2]])
+    torch.testing.assert_close(z, want_z)
+    torch.testing.assert_close(beta[:, :, [0, 2]], want_beta)
+    assert torch.equal(beta[:, :, 1], torch.zeros(3, H, dtype=torch.float64))
+    z1, b1 = fusing({CITES: state[CITES]}, emb)
+    assert z1 is state[CITES] and b1[:, :, 2].eq(1).all() and b1[:, :, :2].eq(0).all()
+    with pytest.raises(ValueError, match="none of the fused relations"):
+        fusing({}, emb)
+
+
 def test_dropout_only_in_training():
     data = tiny_graph()
     conv = make_conv(data, dropout=0.5)

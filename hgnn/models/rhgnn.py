@@ -126,7 +126,7 @@ class RHGNN(HeteroModel):
         rel = self.relation_embedding
         for conv, types, edges in zip(self.convs, self.needed_types, per_layer, strict=True):
             state, rel = conv(state, edges, rel, dst_types=types)
-        if self.fusing is None or any(et not in state for et in self.fused):
+        if self.fusing is None or not any(et in state for et in self.fused):
             return h[self.target], None
         return self.fusing(state, rel[self.fuse_index])
 

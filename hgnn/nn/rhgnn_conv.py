@@ -384,7 +384,8 @@ class RelationFusing(LazyInputModule):
         \qquad z = \mathrm{drop}\Big(\Big\Vert_k \sum_r \beta^k_r\, \hat h^k_r\Big)
 
     (the transformed :math:`\hat h_r` are summed). With a single relation :math:`z = h_r`
-    unchanged and :math:`\beta = 1`, as in the official code.
+    unchanged and :math:`\beta = 1`, as in the official code. A relation missing from ``state``
+    is left out of the softmax (its :math:`\beta` is 0).
 
     Args:
         edge_types: the relations fused (all ending at the same type), in the order of the states
@@ -441,16 +442,28 @@ class RelationFusing(LazyInputModule):
         if is_lazy(self.rel_weight):
             self.initialize(relation_embedding)
         H, D = self.heads, self.channels
-        hs = [state[et] for et in self.edge_types]
+        # A relation without a state (its source type absent from the input) is left out, as the
+        # official HeteroConv leaves out a relation without edges; its beta is 0.
+        present = [i for i, et in enumerate(self.edge_types) if et in state]
+        if not present:
+            raise ValueError(f"RelationFusing: none of the fused relations {self.edge_types} has a "
+                             f"state (are their source types missing from x_dict?)")
+        hs = [state[self.edge_types[i]] for i in present]
         if len(hs) == 1:
-            return hs[0], hs[0].new_ones(hs[0].size(0), H, 1)
+            beta = hs[0].new_zeros(hs[0].size(0), H, len(self.edge_types))
+            beta[:, :, present[0]] = 1.0
+            return hs[0], beta
+        index = torch.tensor(present, device=hs[0].device)
         h = torch.stack(hs).view(len(hs), -1, H, D)                                   # [k, N, H, D]
-        h = torch.einsum("knhd,khde->knhe", h, self.node_weight)
-        e = torch.einsum("khc,khcd->khd", relation_embedding.view(len(hs), H, -1), self.rel_weight)
+        h = torch.einsum("knhd,khde->knhe", h, self.node_weight[index])
+        e = torch.einsum("khc,khcd->khd", relation_embedding[index].view(len(hs), H, -1),
+                         self.rel_weight[index])
         scores = F.leaky_relu((h * e.unsqueeze(1)).sum(-1), self.negative_slope)       # [k, N, H]
         beta = torch.softmax(scores, dim=0)
         z = (h * beta.unsqueeze(-1)).sum(0)
         z = F.dropout(z, self.dropout, self.training).reshape(-1, H * D)
+        if len(present) < len(self.edge_types):
+            beta = beta.new_zeros(len(self.edge_types), *beta.shape[1:]).index_copy(0, index, beta)
         return z, beta.permute(1, 2, 0)
 
     def __repr__(self) -> str:
