@@ -321,8 +321,10 @@ def _regimes(model_name: str, **train_cfg):
     model = cls.build(data, task, {**cls.default_config(), "hidden": 8})
     cfg = {**TRAIN_DEFAULTS["train"], **train_cfg}
     cpu = torch.device("cpu")
+    # the full-batch regime scores every node of the graph: no sampled-batch node choices
+    full_cfg = {**cfg, "loss_nodes": "seeds", "monitor_nodes": "seeds"}
     return model, make_regime("sampled", data, task, cfg, cpu, model), \
-        make_regime("full", data, task, cfg, cpu, model)
+        make_regime("full", data, task, full_cfg, cpu, model)
 
 
 @pytest.mark.parametrize("model_name", ["rgcn", "rhgnn"])
@@ -450,6 +452,51 @@ def test_loss_on_every_sampled_training_node():
     reader = cls.build(every.data, every.task, cls.default_config())
     with pytest.raises(HgnnError, match="loss_nodes=sampled"):
         next(every._train_batches(reader))
+
+
+def test_monitoring_on_every_labelled_node_the_validation_batches_reach():
+    """train.monitor_nodes=sampled: LATTE's official validation scores the validation seeds and
+    every other labelled validation or training node its batches reach, never a test node; the
+    final (non-monitoring) scoring stays on the seeds."""
+    from hgnn.models.registry import get_model_class
+    from hgnn.train.metrics import compute_metrics
+
+    model, seeds, _ = _regimes("rgcn", num_neighbors=[3, 3], eval_batch_size=16)
+    _, every, _ = _regimes("rgcn", num_neighbors=[3, 3], eval_batch_size=16,
+                           monitor_nodes="sampled")
+    want = seeds.logits(model, ("val",), monitoring=True)["val"]
+    got = every.logits(model, ("val",), monitoring=True)["val"]
+    scored = every.scored_ids["val"]
+    assert got.shape[0] == scored.numel() > want.shape[0]
+    split = every.split_ids
+    assert torch.isin(scored, torch.cat([split["train"], split["val"]])).all()
+    assert torch.isin(scored, split["train"]).any()
+    assert not torch.isin(scored, split["test"]).any()
+    # each batch's seeds come first, with the logits the seeds-only pass gives them
+    labelled = torch.cat([split["train"], split["val"]])
+    is_seed = torch.zeros(len(scored), dtype=torch.bool)
+    start = 0
+    for batch in every._loader(split["val"], False, 16, torch.Generator().manual_seed(12345),
+                               phase="val"):
+        store = batch[every.task.target]
+        assert torch.equal(scored[start:start + store.batch_size], store.n_id[:store.batch_size])
+        is_seed[start:start + store.batch_size] = True
+        start += int(torch.isin(store.n_id, labelled).sum())
+    assert start == len(scored)
+    torch.testing.assert_close(got[is_seed], want, rtol=1e-4, atol=1e-5)
+    assert torch.equal(every.scored_labels("val"), every.labels[scored])
+    compute_metrics(got, every.scored_labels("val"), every.task)  # the trainer's use
+    # the final pass scores the seeds only
+    torch.testing.assert_close(every.logits(model, ("val",))["val"], seeds.logits(model, ("val",))["val"])
+    assert torch.equal(every.scored_ids["val"], split["val"])
+    from hgnn.train.regimes import make_regime
+    cls = get_model_class("h2gformer")
+    reader = cls.build(every.data, every.task, cls.default_config())
+    cfg, cpu = every.cfg, torch.device("cpu")
+    with pytest.raises(HgnnError, match="monitor_nodes=sampled scores training nodes"):
+        make_regime("sampled", every.data, every.task, cfg, cpu, reader)
+    with pytest.raises(HgnnError, match="monitor_nodes=sampled scores.*regime=sampled"):
+        make_regime("full", every.data, every.task, cfg, cpu, model)
 
 
 def cli(*args: str, env_extra: dict | None = None, **kw) -> subprocess.Popen:

@@ -62,6 +62,11 @@ TRAIN_DEFAULTS: dict = {
         # sampled regime: which nodes the loss scores. seeds = the batch's seed nodes; sampled =
         # every training node of the sampled subgraph (LATTE's official training)
         "loss_nodes": "seeds",
+        # sampled regime: which nodes the per-epoch validation (its loss and metrics, read by
+        # early stopping and the plateau scheduler) scores. seeds = the validation seeds; sampled
+        # = also every other labelled validation or training node the validation batches reach
+        # (LATTE's official validation_step). Final validation and test scores are the seeds'.
+        "monitor_nodes": "seeds",
         # > 0: every evaluation scores eval_subset x eval_batch_size random nodes of the split
         # (H2GB's protocol), redrawn per epoch; 0 = the whole split
         "eval_subset": 0,
@@ -93,6 +98,7 @@ CHOICES = {
     "train.scheduler": ("none", "onecycle", "cosine", "plateau", "cosine_warmup"),
     "train.sampler": ("neighbor", "neighbor_blocks", "neighbor_joint", "budget"),
     "train.loss_nodes": ("seeds", "sampled"),
+    "train.monitor_nodes": ("seeds", "sampled"),
     "train.eval_order": ("sorted", "shuffled"),
     "train.monitor": ("accuracy", "micro_f1", "macro_f1", "mean_f1", "loss"),
     "graph.features": ("all", "target", "none"),

@@ -150,17 +150,25 @@ class Regime:
         out = {}
         for s in splits:
             ids = self.scored_ids[s] = self.eval_ids(s, subset)
-            parts = [x.cpu() for x in self._eval_batches(model, self.ctx.shard_eval(ids), s,
-                                                         monitoring)]
+            parts, scored = [], []
+            for x in self._eval_batches(model, self.ctx.shard_eval(ids), s, monitoring):
+                if isinstance(x, tuple):  # (logits, the target ids they score)
+                    x, node_ids = x
+                    scored.append(node_ids)
+                parts.append(x.cpu())
             mine = torch.cat(parts) if parts else torch.zeros(0, self.task.num_classes)
             out[s] = self.ctx.gather_rows(mine)
+            if scored:
+                self.scored_ids[s] = self.ctx.gather_rows(torch.cat(scored))
         return out
 
     def _train_batches(self, model: HeteroModel):
         raise NotImplementedError
 
     def _eval_batches(self, model: HeteroModel, ids: Tensor, split: str, monitoring: bool):
-        """Logits of ``ids`` in batches, scoring ``split`` (``monitoring``: for early stopping)."""
+        """Logits of ``ids`` in batches, scoring ``split`` (``monitoring``: for early stopping).
+        A batch may instead yield ``(logits, node_ids)`` when it scores other target nodes than
+        its share of ``ids``."""
         raise NotImplementedError
 
     def _step(self, model: HeteroModel, optimizer, logits: Tensor, y: Tensor,
@@ -232,10 +240,15 @@ class Sampled(Regime):
             if inner.num_layers != len(hops):
                 raise HgnnError(f"train.sampler neighbor_blocks draws one hop per layer: "
                                 f"train.num_neighbors {hops} for {inner.num_layers} layers")
-        if self.blocks and self.cfg.get("loss_nodes", "seeds") == "sampled":
-            raise HgnnError("train.loss_nodes=sampled scores non-seed nodes, which a "
-                            "neighbor_blocks batch computes only up to its first layers; use "
-                            "loss_nodes=seeds")
+        for key in ("loss_nodes", "monitor_nodes"):
+            if self.blocks and self.cfg.get(key, "seeds") == "sampled":
+                raise HgnnError(f"train.{key}=sampled scores non-seed nodes, which a "
+                                f"neighbor_blocks batch computes only up to its first layers; "
+                                f"use {key}=seeds")
+        if self.cfg.get("monitor_nodes", "seeds") == "sampled" and inner is not None \
+                and inner.uses_labels:
+            raise HgnnError("train.monitor_nodes=sampled scores training nodes, whose own labels "
+                            "a label-reading model sees in validation; use monitor_nodes=seeds")
         for key in ("inductive", "monitor_num_neighbors"):
             if self.cfg.get(key) and self.cfg.get("sampler") == "budget":
                 raise HgnnError(f"train.{key} needs a neighbour sampler (train.sampler neighbor, "
@@ -318,9 +331,22 @@ class Sampled(Regime):
             # seeded by run seed and epoch: redrawn every epoch, identical on every rank and resume
             fanout, key = self.cfg["monitor_num_neighbors"], self.seed * 1_000_003 + self.epoch * 8
         gen = torch.Generator().manual_seed(key)
+        every_reached = monitoring and self.cfg.get("monitor_nodes", "seeds") == "sampled"
+        if every_reached:
+            scored = torch.zeros(self.labels.shape[0], dtype=torch.bool)
+            scored[self.split_ids["train"]] = True
+            scored[self.split_ids[split]] = True
         for batch in self._loader(ids, False, self.cfg["eval_batch_size"], gen, phase=split,
                                   fanout=fanout):
-            yield self._forward(model, batch, split)
+            if every_reached:
+                # LATTE's official validation: every labelled validation or training node the
+                # batch reached, the seeds first (a node reached by two batches counts twice)
+                n_id = batch[self.task.target].n_id
+                keep = scored[n_id]
+                out = self._forward(model, batch, split, seeds_only=False)
+                yield out[keep.to(self.device)], n_id[keep]
+            else:
+                yield self._forward(model, batch, split)
 
 
 class Precomputed(Regime):
@@ -356,6 +382,10 @@ def make_regime(name: str, data: HeteroData, task: TaskSpec, train_config: dict,
     if train_config.get("inductive", False) and name != "sampled":
         raise HgnnError("train.inductive leaves nodes out of sampled batches: it needs "
                         "train.regime=sampled")
+    for key in ("loss_nodes", "monitor_nodes"):
+        if train_config.get(key, "seeds") != "seeds" and name != "sampled":
+            raise HgnnError(f"train.{key}={train_config[key]} scores the other nodes of sampled "
+                            f"batches: it needs train.regime=sampled")
     if name == "full":
         return FullBatch(data, task, train_config, device)
     if name == "sampled":
