@@ -271,8 +271,11 @@ def test_type_encoder_clear_errors():
         TypeEncoder(-1, 6)
     with pytest.raises(ValueError, match="do not match the keys"):
         TypeEncoder({"a": 3}, 6, node_types=["a", "b"])
-    with pytest.raises(ValueError, match="feature width, -num_nodes for node ids, or None"):
+    with pytest.raises(ValueError, match="is 0: a feature width of 0, or node ids of a type "
+                                         "with no nodes; leave such a type out"):
         TypeEncoder({"a": 0}, 6)
+    with pytest.raises(ValueError, match="feature width, -num_nodes for node ids, or None"):
+        TypeEncoder({"a": "wide"}, 6)
     with pytest.raises(ValueError, match="give an id input its node count"):
         TypeEncoder({"a": None}, 6)({"a": torch.arange(3)})
     # In TypeEncoder's dict, -N is a type of N nodes given by id, -1 included (not PyG's lazy -1):

@@ -120,7 +120,7 @@ class RelationIndex:
         The index is built and kept on CPU whatever device the edges are on (a GPU's edges are
         copied once); the ops move the segments they need to the features' device
         (:meth:`hgnn.ops.Segments.on`)."""
-        edge_index_dict = {et: ei.cpu() for et, ei in edge_index_dict.items()}
+        edge_index_dict = {et: check_edge_index(et, ei).cpu() for et, ei in edge_index_dict.items()}
         if edge_weight_dict:
             edge_weight_dict = {et: None if w is None else w.cpu()
                                 for et, w in edge_weight_dict.items()}
@@ -195,12 +195,40 @@ class RelationIndex:
         )
 
 
-def _fingerprint(data: HeteroData) -> tuple[tuple, list[torch.Tensor]]:
-    """A key of the graph's edge tensors (identity, version, shape) and those tensors."""
+def check_edge_index(name: object, edge_index: torch.Tensor, num_src: int | None = None,
+                     num_dst: int | None = None) -> torch.Tensor:
+    """``edge_index`` itself if it is an integer ``[2, E]`` tensor with sources in
+    ``[0, num_src)`` and destinations in ``[0, num_dst)`` (bounds checked where given); otherwise
+    a ValueError naming ``name`` (a transposed ``[E, 2]`` or float tensor would be read as other
+    edges, and an id out of range would index outside a kernel's tables)."""
+    if not isinstance(edge_index, torch.Tensor):
+        raise ValueError(f"edge_index of {name} must be a tensor, got {type(edge_index).__name__}")
+    if edge_index.is_floating_point() or edge_index.is_complex() or edge_index.dtype == torch.bool:
+        raise ValueError(f"edge_index of {name} must have an integer dtype, got {edge_index.dtype}")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"edge_index of {name} must have shape [2, num_edges], got "
+                         f"{list(edge_index.shape)}"
+                         + (" (transposed? use edge_index.t())" if edge_index.dim() == 2
+                            and edge_index.size(1) == 2 else ""))
+    if edge_index.numel() and (num_src is not None or num_dst is not None):
+        low, src_max, dst_max = int(edge_index.min()), int(edge_index[0].max()), \
+            int(edge_index[1].max())
+        if low < 0 or (num_src is not None and src_max >= num_src) \
+                or (num_dst is not None and dst_max >= num_dst):
+            raise ValueError(f"edge_index of {name} has ids outside [0, {num_src}) x "
+                             f"[0, {num_dst})")
+    return edge_index
+
+
+def _fingerprint(data: HeteroData) -> tuple[tuple | None, list[torch.Tensor]]:
+    """A key of the graph's edge tensors (identity, version, shape) and those tensors; the key is
+    None when one was made under ``torch.inference_mode`` (no version counter to guard it)."""
     parts, tensors = [], []
     for et in data.edge_types:
         ei = data[et].edge_index
         w = data[et].get("edge_weight")
+        if ei.is_inference() or (w is not None and w.is_inference()):
+            return None, []
         parts.append((et, id(ei), ei._version, tuple(ei.shape),
                       None if w is None else (id(w), w._version)))
         tensors += [ei] if w is None else [ei, w]
@@ -214,9 +242,11 @@ def relation_index(data: HeteroData) -> RelationIndex:
     # Kept in the instance's __dict__ (not a store attribute) so it never travels into PyG's
     # batching or serialisation; the fingerprint guards against edges edited in place.
     hit = data.__dict__.get("_hgnn_relation_index")
-    if hit is not None and hit[0] == key:
+    if key is not None and hit is not None and hit[0] == key:
         return hit[1]
     index = RelationIndex.from_data(data)
+    if key is None:
+        return index
     # The fingerprinted tensors stay referenced, so a replaced edge_index cannot be freed and its
     # id handed to the replacement (the same key for other edges).
     data.__dict__["_hgnn_relation_index"] = (key, index, held)

@@ -117,6 +117,20 @@ def symmetrise(data: HeteroData, edge_type: EdgeType) -> HeteroData:
     return data
 
 
+def drop_empty_node_types(data: HeteroData, keep: set[str] | None = None) -> list[str]:
+    """Remove the node types with no nodes (except those in ``keep``), and their relations, which
+    can have no edges (in place). A type with no nodes adds nothing to any model here, but would
+    give its encoder an input of width 0 (node ids of no nodes). Returns the removed types."""
+    keep = keep or set()
+    empty = [t for t in data.node_types if data[t].num_nodes == 0 and t not in keep]
+    for et in list(data.edge_types):
+        if et[0] in empty or et[2] in empty:
+            del data[et]
+    for t in empty:
+        del data[t]
+    return empty
+
+
 def random_features(data: HeteroData, dim: int, seed: int = 0,
                     node_types: list[str] | None = None) -> HeteroData:
     """Give featureless node types seeded Gaussian features scaled by ``1/sqrt(dim)``.

@@ -12,7 +12,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
+from torch_geometric.data import HeteroData
 
+from hgnn.nn.graph_input import graph_input
 from hgnn.nn.lazy import LAZY, LazyInputModule, as_width, is_lazy, materialize, parameter
 from hgnn.ops import Segments, segment_spmm
 from hgnn.ops.typed import cached_by_edges
@@ -302,11 +304,12 @@ class GTNConv(LazyInputModule):
         """The softmax weights ``[layers + 1, channels, K]`` of every relation."""
         return torch.softmax(self.selection, dim=-1)
 
-    def forward(self, x_dict: dict[str, Tensor],
-                edge_index_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
+    def forward(self, x_dict: dict[str, Tensor] | HeteroData,
+                edge_index_dict: dict[EdgeType, Tensor] | None = None) -> dict[str, Tensor]:
         """Node types in ``x_dict`` order make one id space, the relations in
         ``edge_index_dict`` order (then the identity) the candidates; returns ``{type: [N_t,
-        channels * out_channels]}``."""
+        channels * out_channels]}``. A ``HeteroData`` may stand for both dicts."""
+        x_dict, edge_index_dict = graph_input(x_dict, edge_index_dict)
         widths = {t: int(x.size(-1)) for t, x in x_dict.items()}
         if len(set(widths.values())) > 1:
             raise ValueError(f"GTNConv takes one width for every node type, got {widths}; project "

@@ -6,7 +6,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.data import HeteroData
 
+from hgnn.nn.graph_input import graph_input
 from hgnn.nn.lazy import as_width
 from hgnn.ops import segment_attention
 from hgnn.ops.typed import destination_segments, index_for, stack, unstack
@@ -125,8 +127,9 @@ class H2GFormerLayer(nn.Module):
         agg = unstack(out.reshape(-1, self.dim), index)
         return {t: agg[t] for t in h}
 
-    def forward(self, x_dict: dict[str, Tensor],
-                edge_index_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
+    def forward(self, x_dict: dict[str, Tensor] | HeteroData,
+                edge_index_dict: dict[EdgeType, Tensor] | None = None) -> dict[str, Tensor]:
+        x_dict, edge_index_dict = graph_input(x_dict, edge_index_dict)
         x_dict = {t: x for t, x in x_dict.items() if t in self.norm1}
         h = {t: self.norm1[t](x) for t, x in x_dict.items()}
         agg = self.attention(h, edge_index_dict)

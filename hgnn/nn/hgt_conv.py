@@ -6,7 +6,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.data import HeteroData
 
+from hgnn.nn.graph_input import graph_input
 from hgnn.nn.lazy import (
     LazyInputModule,
     as_width,
@@ -107,8 +109,9 @@ class HGTConv(LazyInputModule):
         if sized:
             self.sync_widths()
 
-    def forward(self, x_dict: dict[str, Tensor],
-                edge_index_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
+    def forward(self, x_dict: dict[str, Tensor] | HeteroData,
+                edge_index_dict: dict[EdgeType, Tensor] | None = None) -> dict[str, Tensor]:
+        x_dict, edge_index_dict = graph_input(x_dict, edge_index_dict)
         x_dict = {t: x for t, x in x_dict.items() if t in self.kqv}  # others ignored, as PyG does
         if self.has_lazy():
             self.initialize(x_dict)

@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.data import HeteroData
 
+from hgnn.data.relation_index import check_edge_index
+from hgnn.nn.graph_input import graph_input
 from hgnn.nn.lazy import (
     LazyInputModule,
     as_width,
@@ -286,11 +289,14 @@ class LATTEConv(LazyInputModule):
                 out[(et,)] = _relation_edges(index, r, first[et].device)
         for mp, ei in given.items():
             if len(mp) > 1:
-                seg, perm = _head_segments(ei, num_nodes[tail_type(mp)], num_nodes[head_type(mp)])
+                n_tail, n_head = num_nodes[tail_type(mp)], num_nodes[head_type(mp)]
+                # The kernels index without bounds checks: a bad chain id must stop here.
+                check_edge_index(metapath_name(mp), ei, n_tail, n_head)
+                seg, perm = _head_segments(ei, n_tail, n_head)
                 out[mp] = (seg, ei[:, perm], perm)
         return {mp: out[mp] for mp in self.metapaths if mp in out}
 
-    def forward(self, x_dict: dict[str, Tensor], edge_index_dict: dict,
+    def forward(self, x_dict: dict[str, Tensor] | HeteroData, edge_index_dict: dict | None = None,
                 edge_weight_dict: dict | None = None, return_attention_weights: bool = False,
                 output_types: set[str] | None = None,
                 ) -> dict[str, Tensor] | tuple[dict[str, Tensor], LATTEDetails]:
@@ -300,6 +306,7 @@ class LATTEConv(LazyInputModule):
         :meth:`proximity_loss` with ``weights="given"`` (:class:`LATTE` passes the joined adjacency
         values of order >= 2 meta-relations).
         ``output_types`` restricts the outputs (and the meta-relations computed) to those types."""
+        x_dict, edge_index_dict = graph_input(x_dict, edge_index_dict)
         if self.has_lazy():
             self.initialize(x_dict)
         H, D = self.heads, self.out_channels // self.heads
@@ -585,7 +592,8 @@ class LATTE(nn.Module):
             cur |= {tail_type(m) for m in self.convs[t].metapaths if head_type(m) in need[t]}
         return need
 
-    def forward(self, x_dict: dict[str, Tensor], edge_index_dict: dict, return_details: bool = False,
+    def forward(self, x_dict: dict[str, Tensor] | HeteroData, edge_index_dict: dict | None = None,
+                return_details: bool = False,
                 output_types: list[str] | set[str] | None = None,
                 ) -> dict[str, Tensor] | tuple[dict[str, Tensor], list[LATTEDetails]]:
         """``{t: [N_t, T * channels]}``; with ``return_details`` also each layer's
@@ -594,7 +602,11 @@ class LATTE(nn.Module):
         ``output_types`` (e.g. the classification target) skips every meta-relation and adjacency
         product that cannot reach those types' outputs; their outputs are unchanged. Leave it out
         when all meta-relations must be computed (the proximity loss, explanations)."""
-        first = {mp: ei for key, ei in edge_index_dict.items() if (mp := as_metapath(key)) in self.first}
+        x_dict, edge_index_dict = graph_input(x_dict, edge_index_dict)
+        # A relation whose end type is missing from x_dict is left out, as LATTEConv does.
+        first = {mp: ei for key, ei in edge_index_dict.items()
+                 if (mp := as_metapath(key)) in self.first
+                 and head_type(mp) in x_dict and tail_type(mp) in x_dict}
         num_nodes = {t: x.size(0) for t, x in x_dict.items()}
         need = self.needed_types(output_types)
         adj: dict = first
@@ -634,6 +646,26 @@ class LATTE(nn.Module):
                     names[-1] = f"self@{t}"
                 means = beta.mean(dim=0).tolist()
                 out.setdefault(ntype, {}).update(zip(names, means, strict=True))
+        return out
+
+    def relation_coverage(self, details: list[LATTEDetails]) -> dict[str, dict[str, float]]:
+        """Per node type, the share of its nodes with at least one edge of each slot's
+        meta-relation (1 for the self slots), named as in :meth:`relation_weights`. A node's
+        :math:`\beta` comes from its own features, so a slot it has no edges of still takes
+        weight, on a zero message; this says how many nodes that is."""
+        out: dict[str, dict[str, float]] = {}
+        for t, (conv, det) in enumerate(zip(self.convs, details, strict=True), start=1):
+            for ntype, beta in det.beta.items():
+                n = beta.size(0)
+                if n == 0:
+                    continue
+                rows = {}
+                for mp in conv.head_metapaths(ntype):
+                    ei = det.edge_index.get(mp)
+                    heads = 0 if ei is None or ei.numel() == 0 else int(ei[1].unique().numel())
+                    rows[metapath_name(mp)] = heads / n
+                rows["self" if t == 1 else f"self@{t}"] = 1.0
+                out.setdefault(ntype, {}).update(rows)
         return out
 
     def __repr__(self) -> str:

@@ -5,7 +5,9 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.data import HeteroData
 
+from hgnn.nn.graph_input import graph_input
 from hgnn.nn.lazy import LAZY, LazyInputModule, as_width, is_lazy, materialize, parameter
 from hgnn.ops.typed import index_for, typed_linear_aggregate
 
@@ -95,8 +97,9 @@ class RGCNConv(LazyInputModule):
         self.sync_widths()
         self._reset_weights()
 
-    def forward(self, x_dict: dict[str, Tensor],
-                edge_index_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
+    def forward(self, x_dict: dict[str, Tensor] | HeteroData,
+                edge_index_dict: dict[EdgeType, Tensor] | None = None) -> dict[str, Tensor]:
+        x_dict, edge_index_dict = graph_input(x_dict, edge_index_dict)
         if self.has_lazy():
             self.initialize(x_dict)
         out: dict[str, Tensor] = {}

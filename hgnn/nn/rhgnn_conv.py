@@ -14,9 +14,11 @@ from collections.abc import Iterable, Mapping
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.data import HeteroData
 
-from hgnn.data.relation_index import RelationIndex
+from hgnn.data.relation_index import RelationIndex, check_edge_index
 from hgnn.data.transforms import reverse_edge_type
+from hgnn.nn.graph_input import graph_input
 from hgnn.nn.lazy import (
     LAZY,
     LazyInputModule,
@@ -89,8 +91,9 @@ def reverse_map(edge_types: Iterable[EdgeType], reverse: Mapping[EdgeType, EdgeT
     if missing:
         raise ValueError(
             f"R-HGNN needs the reverse of every relation; none found for {missing}. Add reverses "
-            "(graph.add_reverse: missing | all), or pass reverse={relation: its reverse} or the "
-            "edges (edge_index_dict) so reverses stored under other names are matched by content")
+            "(torch_geometric.transforms.ToUndirected, or graph.add_reverse: missing | all in a "
+            "config), or pass reverse={relation: its reverse}; reverse_map(edge_types, "
+            "edge_index_dict=...) finds reverses stored under other names by their edges")
     return out
 
 
@@ -280,14 +283,16 @@ class RHGNNConv(LazyInputModule):
         output)."""
         return {tuple(et): x_dict[et[2]] for et in edge_types if et[0] in x_dict and et[2] in x_dict}
 
-    def forward(self, x: Mapping[EdgeType, Tensor] | Mapping[str, Tensor],
-                edge_index_dict: Mapping[EdgeType, Tensor], relation_embedding: Tensor,
+    def forward(self, x: Mapping[EdgeType, Tensor] | Mapping[str, Tensor] | HeteroData,
+                edge_index_dict: Mapping[EdgeType, Tensor] | Tensor | None = None,
+                relation_embedding: Tensor | None = None,
                 dst_types: Iterable[str] | None = None) -> tuple[dict[EdgeType, Tensor], Tensor]:
         """One layer (see the class docstring).
 
         Args:
             x: the relation-aware state ``{(s, r, d): [N_d, F_in]}``, or a node-type keyed
-                ``x_dict`` that :meth:`initial_state` expands.
+                ``x_dict`` that :meth:`initial_state` expands, or a ``HeteroData`` standing for
+                ``x_dict`` and ``edge_index_dict`` (then ``conv(data, relation_embedding)``).
             edge_index_dict: ``{(s, r, d): [2, E_r]}``; a missing or empty relation has no edges.
             relation_embedding: ``[R, relation_in_channels]`` in ``self.edge_types`` order.
             dst_types: compute only the relations into these node types (default: every type with
@@ -298,12 +303,21 @@ class RHGNNConv(LazyInputModule):
             ``(state, relation_embedding)``: ``{(s, r, d): [N_d, H * D]}`` and
             ``[R, H * relation_channels]``.
         """
+        if isinstance(x, HeteroData) and isinstance(edge_index_dict, Tensor) \
+                and relation_embedding is None:
+            edge_index_dict, relation_embedding = None, edge_index_dict
+        x, edge_index_dict = graph_input(x, edge_index_dict)
+        if relation_embedding is None:
+            raise ValueError("RHGNNConv needs relation_embedding, [R, relation_in_channels] in "
+                             "edge_types order (RHGNN keeps it as a parameter)")
         if self.has_lazy():
             self.initialize(x, relation_embedding)
         state = dict(x)
         if state and all(isinstance(k, str) for k in state):
             state = self.initial_state(state, self.edge_types)
-        if relation_embedding.dim() != 2 or relation_embedding.size(0) != len(self.edge_types):
+        if relation_embedding.dim() != 2 or relation_embedding.size(0) != len(self.edge_types) \
+                or (self.relation_in_channels != LAZY
+                    and relation_embedding.size(1) != self.relation_in_channels):
             width = "F_rel" if self.relation_in_channels == LAZY else self.relation_in_channels
             raise ValueError(f"relation_embedding must be [{len(self.edge_types)}, {width}], got "
                              f"{list(relation_embedding.shape)}")
@@ -316,7 +330,7 @@ class RHGNNConv(LazyInputModule):
                                  f"{et}, which supplies its source nodes")
         num_nodes = {et[2]: int(v.size(0)) for et, v in state.items()}
         present = {et: edge_index_dict[et] for et in todo
-                   if et in edge_index_dict and edge_index_dict[et].size(1) > 0}
+                   if et in edge_index_dict and check_edge_index(et, edge_index_dict[et]).size(1) > 0}
         index = index_for(present, num_nodes) if present else None
 
         att = torch.einsum("ri,rio->ro", relation_embedding, self.att_weight).view(-1, H, 2 * D)
@@ -439,8 +453,6 @@ class RelationFusing(LazyInputModule):
 
     def forward(self, state: Mapping[EdgeType, Tensor],
                 relation_embedding: Tensor) -> tuple[Tensor, Tensor]:
-        if is_lazy(self.rel_weight):
-            self.initialize(relation_embedding)
         H, D = self.heads, self.channels
         # A relation without a state (its source type absent from the input) is left out, as the
         # official HeteroConv leaves out a relation without edges; its beta is 0.
@@ -449,6 +461,18 @@ class RelationFusing(LazyInputModule):
             raise ValueError(f"RelationFusing: none of the fused relations {self.edge_types} has a "
                              f"state (are their source types missing from x_dict?)")
         hs = [state[self.edge_types[i]] for i in present]
+        for i, h in zip(present, hs, strict=True):
+            if h.dim() != 2 or h.size(1) != H * D or h.size(0) != hs[0].size(0):
+                raise ValueError(f"RelationFusing: the state of {self.edge_types[i]} must be "
+                                 f"[{hs[0].size(0)}, {H * D}] (heads x channels), got {list(h.shape)}")
+        width = "H * relation_channels" if is_lazy(self.rel_weight) else H * self.relation_channels
+        if relation_embedding.dim() != 2 or relation_embedding.size(0) != len(self.edge_types) \
+                or (not is_lazy(self.rel_weight) and relation_embedding.size(1) != width):
+            raise ValueError(f"RelationFusing: relation_embedding must be [{len(self.edge_types)}, "
+                             f"{width}], one row per fused relation in edge_types order, got "
+                             f"{list(relation_embedding.shape)}")
+        if is_lazy(self.rel_weight):
+            self.initialize(relation_embedding)
         if len(hs) == 1:
             beta = hs[0].new_zeros(hs[0].size(0), H, len(self.edge_types))
             beta[:, :, present[0]] = 1.0

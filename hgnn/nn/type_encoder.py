@@ -49,18 +49,24 @@ class SparseInputLinear(nn.Linear):
         return state
 
     def _sparse(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
+        if x.is_inference():  # no version counter to guard a cached copy
+            return self._to_csr_pair(x)
         if self._cache is not None:
             ref, version, found = self._cache
             if ref() is x and version == x._version:
                 return found
-        found = None
-        if int(torch.count_nonzero(x)) <= SPARSE_MAX_DENSITY * x.numel():
-            with warnings.catch_warnings():  # "sparse CSR support is in beta"
-                warnings.simplefilter("ignore", UserWarning)
-                csr = x.to_sparse_csr()
-                found = (csr, csr.t().to_sparse_csr())
+        found = self._to_csr_pair(x)
         self._cache = (weakref.ref(x), x._version, found)
         return found
+
+    @staticmethod
+    def _to_csr_pair(x: Tensor) -> tuple[Tensor, Tensor] | None:
+        if int(torch.count_nonzero(x)) > SPARSE_MAX_DENSITY * x.numel():
+            return None
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            csr = x.to_sparse_csr()
+            return csr, csr.t().to_sparse_csr()
 
     def forward(self, x: Tensor) -> Tensor:
         if (x.dim() != 2 or x.requires_grad or x.numel() < SPARSE_MIN_ELEMENTS
@@ -177,6 +183,9 @@ def _signed_width(value: object, node_type: str) -> int:
         width = None if isinstance(value, bool) else operator.index(value)
     except TypeError:
         width = None
+    if width == 0:
+        raise ValueError(f"{what} is 0: a feature width of 0, or node ids of a type with no "
+                         "nodes; leave such a type out (hgnn.data.transforms.drop_empty_node_types)")
     if not width:
         raise ValueError(f"{what} must be a feature width, -num_nodes for node ids, or None "
                          f"(sized at the first forward), got {value!r}")

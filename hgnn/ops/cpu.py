@@ -82,7 +82,7 @@ class _SpMM(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor | None, seg: Segments, reduce: str) -> Tensor:
         x = x.contiguous()
         w = weight.contiguous() if weight is not None else x.new_empty(0)
-        flat = x.reshape(x.size(0), -1)
+        flat = x.reshape(x.size(0), math.prod(x.shape[1:]))  # -1 cannot size an empty table
         out, arg = _extension().spmm_forward(flat, seg.ptr, seg.index, w, _REDUCE[reduce])
         ctx.save_for_backward(flat, w, arg)
         ctx.seg, ctx.reduce, ctx.shape = seg, reduce, x.shape
@@ -95,7 +95,7 @@ class _SpMM(torch.autograd.Function):
         tptr, tedge, tseg = seg.transpose()
         need_w = w.numel() > 0 and ctx.needs_input_grad[1]
         gx, gw = _extension().spmm_backward(
-            grad_out.contiguous().view(seg.num_segments, -1), flat, seg.ptr, seg.index, w, tptr,
+            grad_out.contiguous().view(seg.num_segments, flat.size(1)), flat, seg.ptr, seg.index, w, tptr,
             tedge, tseg, arg, _REDUCE[ctx.reduce], need_w)
         return gx.view(ctx.shape), (gw if need_w else None), None, None
 

@@ -50,6 +50,7 @@ The backward passes are first-order only (``once_differentiable``).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable
 
@@ -522,7 +523,7 @@ class _SpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor | None, seg: Segments, reduce: str) -> Tensor:
         _check_device(x, seg)
-        flat = x.contiguous().reshape(x.size(0), -1)  # [N, H, F] -> [N, H * F], as on CPU
+        flat = x.contiguous().reshape(x.size(0), math.prod(x.shape[1:]))  # [N, H, F] -> [N, H * F]
         w = weight.contiguous() if weight is not None else None
         S, F = seg.num_segments, flat.size(1)
         red = _REDUCE[reduce]

@@ -181,9 +181,13 @@ _INDEX_CACHE: OrderedDict = OrderedDict()
 T = TypeVar("T")
 
 
-def edges_key(edge_index_dict: dict[EdgeType, Tensor], num_nodes: dict[str, int]) -> tuple:
+def edges_key(edge_index_dict: dict[EdgeType, Tensor], num_nodes: dict[str, int]) -> tuple | None:
     """A cache key for a graph given as edge tensors: each tensor's identity, version and shape.
-    A cache using it must hold the tensors while the entry lives, so that their ids are not reused."""
+    A cache using it must hold the tensors while the entry lives, so that their ids are not reused.
+    None when a tensor has no version counter (made under ``torch.inference_mode``): an in-place
+    edit could not be told apart, so such a graph is not cached."""
+    if any(ei.is_inference() for ei in edge_index_dict.values()):
+        return None
     return tuple((et, id(ei), ei._version, tuple(ei.shape)) for et, ei in edge_index_dict.items()) \
         + tuple(sorted(num_nodes.items()))
 
@@ -193,7 +197,10 @@ def cached_by_edges(cache: OrderedDict, edge_index_dict: dict[EdgeType, Tensor],
                     size: int = 4) -> T:
     """``build()``, memoised in the LRU ``cache`` (``size`` entries) under :func:`edges_key` plus
     ``extra``. Each entry holds the edge tensors, so their ids cannot be reused while it lives."""
-    key = edges_key(edge_index_dict, num_nodes) + extra
+    key = edges_key(edge_index_dict, num_nodes)
+    if key is None:
+        return build()
+    key = key + extra
     hit = cache.get(key)
     if hit is not None:
         cache.move_to_end(key)

@@ -6,12 +6,18 @@ from torch_geometric.data import HeteroData
 
 from hgnn.data.metapath2vec import metapath2vec_features
 from hgnn.data.task import TaskSpec
-from hgnn.data.transforms import add_reverse, drop_duplicate_reverses, random_features
+from hgnn.data.transforms import (
+    add_reverse,
+    drop_duplicate_reverses,
+    drop_empty_node_types,
+    random_features,
+)
 
 
 def prepare_graph(data: HeteroData, task: TaskSpec, graph_config: dict, seed: int,
                   record: dict | None = None) -> HeteroData:
-    """Apply reverse-relation handling and input-feature choices (in place; returns ``data``).
+    """Drop node types without nodes (not the target), then apply reverse-relation handling and
+    input-feature choices (in place; returns ``data``).
 
     ``features`` decides which types keep their shipped features (``all``, ``target`` only, or
     ``none``, HGB's one-hot ``feats_type=3``); every type then without features gets either node-id
@@ -21,6 +27,9 @@ def prepare_graph(data: HeteroData, task: TaskSpec, graph_config: dict, seed: in
     when they have none; :mod:`hgnn.data.metapath2vec`); ``record``, when given, gets
     ``metapath2vec`` = ``{"seconds", "cached"}`` for the run record.
     """
+    empty = drop_empty_node_types(data, keep={task.target})
+    if empty and record is not None:
+        record["dropped_empty_node_types"] = empty
     if graph_config["drop_duplicate_reverses"]:
         drop_duplicate_reverses(data)
     if graph_config["add_reverse"] != "none":
