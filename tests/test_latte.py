@@ -362,7 +362,12 @@ def test_model_hooks():
     model.train()
     weights = model.explain(data.x_dict, data.edge_index_dict)
     assert model.training  # restored
+    coverage = {t: weights.pop(f"{t}: share of nodes with edges") for t in SIZES}
     assert set(weights) == set(SIZES)
+    # the share of each type's nodes with an edge of the slot, counted from the graph
+    for (s, r, d), ei in tiny_edges().items():
+        assert coverage[d][f"{s}__{r}__{d}"] == pytest.approx(ei[1].unique().numel() / SIZES[d])
+    assert all(rows["self"] == 1.0 for rows in coverage.values())
     assert set(weights["a"]) >= {metapath_name((BX,)), metapath_name((CY,)), "self", "self@2"}
     assert weights["c"]["self"] == pytest.approx(1.0)
     assert sum(v for k, v in weights["a"].items() if k in ("self", "b__x__a", "c__y__a")) == \

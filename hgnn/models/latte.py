@@ -14,6 +14,8 @@ from hgnn.nn.latte_conv import LATTE as LATTEStack
 from hgnn.nn.latte_conv import NORMS, PROXIMITY_WEIGHTS
 from hgnn.nn.type_encoder import SparseInputLinear, input_channels
 
+COVERAGE = "share of nodes with edges"
+
 
 class LATTE(HeteroModel):
     """Input encoding, :class:`~hgnn.nn.latte_conv.LATTE` (``layers`` LATTEConv layers over
@@ -131,11 +133,16 @@ class LATTE(HeteroModel):
     def explain(self, x_dict: dict[str, Tensor], edge_index_dict: dict) -> dict[str, dict[str, float]]:
         """Per node type, the mean over its nodes of the relation-level weight :math:`\\beta` of each
         slot: the meta-relation names (``src__rel__dst``, chains for order >= 2) and ``"self"``
-        (``"self@t"`` for layer t >= 2). Computed in eval mode; the training mode is restored."""
+        (``"self@t"`` for layer t >= 2); then, under ``"<type>: share of nodes with edges"``, the
+        share of the type's nodes that have an edge of each slot (a slot without edges still takes
+        weight, on a zero message). Computed in eval mode; the training mode is restored."""
         was_training = self.training
         self.eval()
         try:
             _, details = self.encoder(self.encode(x_dict), edge_index_dict, return_details=True)
-            return self.encoder.relation_weights(details)
+            out = self.encoder.relation_weights(details)
+            for t, rows in self.encoder.relation_coverage(details).items():
+                out[f"{t}: {COVERAGE}"] = rows
+            return out
         finally:
             self.train(was_training)
