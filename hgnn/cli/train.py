@@ -159,16 +159,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from hgnn.train.inference import (
         explain_checkpoint,
         format_explanation,
+        load_restored,
         output_path,
         predict_checkpoint,
         write_atomically,
     )
 
     output_path(args.out)
+    restored = load_restored(args.checkpoint, args.dataset, args.root, args.device)
     weights = None
     if args.explain:  # before writing anything, so an unsupported model leaves no file behind
-        weights = explain_checkpoint(args.checkpoint, args.dataset, args.root, args.device)
-    out = predict_checkpoint(args.checkpoint, args.out, args.dataset, args.root, args.device)
+        weights = explain_checkpoint(args.checkpoint, restored=restored)
+    out = predict_checkpoint(args.checkpoint, args.out, restored=restored)
     print(out)
     if weights is not None:
         path = Path(str(out) + ".explain.json")

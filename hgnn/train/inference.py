@@ -112,15 +112,18 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: str | None = None,
 
 
 def predict_checkpoint(checkpoint: str | Path, out: str | Path, dataset: str | None = None,
-                       root: str | None = None, device: str = "cpu") -> Path:
+                       root: str | None = None, device: str = "cpu",
+                       restored: Restored | None = None) -> Path:
     """Write test-node predictions.
 
     HGB datasets get HGB's submission format, one line per test node:
     ``node_id<TAB><TAB>node_type<TAB>label[,label...]`` with the file's global ids. Other datasets
-    get ``node,label[,label...]`` with the target type's local ids.
+    get ``node,label[,label...]`` with the target type's local ids. ``restored`` (from
+    :func:`load_restored`) saves loading the checkpoint and its dataset again.
     """
     out = output_path(out)
-    model, regime, data, task, _ = restore(checkpoint, dataset, root, device)
+    restored = restored or load_restored(checkpoint, dataset, root, device)
+    model, regime, data, task = restored.model, restored.regime(), restored.data, restored.task
     ids = regime.split_ids["test"]
     pred = predict(regime.logits(model, ("test",))["test"], task.multilabel)
     store = data[task.target]
@@ -160,10 +163,13 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def explain_checkpoint(checkpoint: str | Path, dataset: str | None = None, root: str | None = None,
-                       device: str = "cpu") -> dict[str, dict[str, float]]:
+                       device: str = "cpu", restored: Restored | None = None,
+                       ) -> dict[str, dict[str, float]]:
     """The model's per-type average relation weights on the whole graph (``model.explain``): LATTE's
-    node-level relation weights, R-HGNN's relation-fusing attention, GTN's relation selections."""
-    model, _, data, _, ckpt = restore(checkpoint, dataset, root, device)
+    node-level relation weights, R-HGNN's relation-fusing attention, GTN's relation selections.
+    ``restored`` as in :func:`predict_checkpoint`."""
+    restored = restored or load_restored(checkpoint, dataset, root, device)
+    model, data, ckpt = restored.model, restored.data, restored.meta
     dev = torch.device(device)
     model.eval()
     x_dict = {t: x.to(dev) for t, x in data.x_dict.items()}
