@@ -246,6 +246,40 @@ def test_oag_errors(tmp_path):
     _raises(lambda: read_h2gb_oag(path), "graph_CS_20190919.pt")
 
 
+
+def test_oag_plain_and_legacy_files_via_registry_cache(tmp_path):
+    # A pre-1.6 torch.save file or a plain pickle is one file, not a zip: the cache key checksums
+    # the file itself instead of refusing it as "not a readable zip archive".
+    graph = _oag_graph()
+    path = tmp_path / "OAG" / "cs" / "raw" / "graph_CS_20190919.pt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(pickle.dumps(graph))
+    for _ in range(2):  # the second load comes from the cache
+        data, task = load_dataset("h2gb-oag-cs", root=tmp_path)
+        _check_oag(data, task, graph)
+    torch.save(graph, path, _use_new_zipfile_serialization=False)
+    data, task = load_dataset("h2gb-oag-cs", root=tmp_path)
+    _check_oag(data, task, graph)
+    changed = _oag_graph()
+    changed["node_feature"]["paper"]["time"] = [2015] * 6  # new bytes, new cache key
+    path.write_bytes(pickle.dumps(changed))
+    data, _ = load_dataset("h2gb-oag-cs", root=tmp_path)
+    assert _counts(data["paper"]) == [4, 0, 0]
+
+    for k, damaged in enumerate([pickle.dumps(graph)[:40], b"garbage", _oag_bytes(graph)[:700]]):
+        root = tmp_path / f"bad{k}"
+        _write_oag(root / "OAG" / "cs" / "raw" / "graph_CS_20190919.pt", {})
+        (root / "OAG" / "cs" / "raw" / "graph_CS_20190919.pt").write_bytes(damaged)
+        err = _raises(lambda root=root: load_dataset("h2gb-oag-cs", root=root),
+                      "graph_CS_20190919.pt", None, "not a readable torch.save or pickle file")
+        assert "zip archive" not in str(err)
+
+
+def _oag_bytes(graph: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(graph, buffer)
+    return buffer.getvalue()
+
 # ---------------------------------------------------------------------------------------------
 # RCDD: AliRCD_ICDM_*.csv, no headers, in <root>/RCDD/raw
 # ---------------------------------------------------------------------------------------------
@@ -360,6 +394,36 @@ def test_rcdd_errors(tmp_path):
         _raises(lambda folder=folder: read_h2gb_rcdd(folder), file, line, words)
 
 
+
+def test_rcdd_refuses_leaky_or_ambiguous_labels_and_comma_features(tmp_path):
+    files, truth = _rcdd_files()
+    train, test = files["AliRCD_ICDM_train_labels.csv"], files["AliRCD_ICDM_test_labels.csv"]
+    (gid, y), (test_gid, test_y) = truth["train"][0], truth["test"][0]
+    nodes = files["AliRCD_ICDM_nodes.csv"]
+    item_line = next(i + 1 for i, ln in enumerate(nodes.splitlines()) if ",item," in ln)
+    cases = [  # H2GB's loader would keep the test label and put the item in both splits
+        ({"AliRCD_ICDM_test_labels.csv": test + f"{gid}\t{y}\n"}, "AliRCD_ICDM_test_labels.csv",
+         5, f"node {gid} is also in AliRCD_ICDM_train_labels.csv (line 1)"),
+        ({"AliRCD_ICDM_train_labels.csv": train + f"{gid},{1 - y}\n"},
+         "AliRCD_ICDM_train_labels.csv", 11, f"node {gid} is labelled {y} on line 1 and {1 - y}"),
+        ({"AliRCD_ICDM_test_labels.csv": test + f"{test_gid}\t{1 - test_y}\n"},
+         "AliRCD_ICDM_test_labels.csv", 5, f"labelled {test_y} on line 1 and {1 - test_y} here"),
+        ({"AliRCD_ICDM_nodes.csv": _edit_line(  # read as 4 values, one of them -0.5, before
+            nodes, item_line, nodes.splitlines()[item_line - 1].replace(":", ",", 1))},
+         "AliRCD_ICDM_nodes.csv", item_line, "','"),
+    ]
+    for k, (changes, file, line, words) in enumerate(cases):
+        root = _write_files(tmp_path / f"c{k}" / "RCDD" / "raw", {**files, **changes})
+        _raises(lambda root=root: read_h2gb_rcdd(root), file, line, words)
+        _raises(lambda k=k: load_dataset("h2gb-rcdd", root=tmp_path / f"c{k}"), file, line, words)
+    # a line repeated as it was says nothing new: the same graph and split
+    root = _write_files(tmp_path / "same" / "RCDD" / "raw",
+                        {**files, "AliRCD_ICDM_train_labels.csv": train + f"{gid},{y}\n"})
+    again, _ = read_h2gb_rcdd(root)
+    plain, _ = read_h2gb_rcdd(_write_files(tmp_path / "plain" / "RCDD" / "raw", files))
+    for key in ("y", "train_mask", "test_mask"):
+        assert torch.equal(again["item"][key], plain["item"][key])
+
 # ---------------------------------------------------------------------------------------------
 # IEEE-CIS: Kaggle's train_transaction.csv / train_identity.csv in <root>/IEEE-CIS/raw
 # ---------------------------------------------------------------------------------------------
@@ -458,6 +522,17 @@ def test_ieee_cis_errors(tmp_path):
         folder = _write_files(tmp_path / f"c{k}", {**files, **changes})
         _raises(lambda folder=folder: read_h2gb_ieee_cis(folder), file, line, words)
 
+
+
+def test_ieee_cis_duplicate_transaction_id(tmp_path):
+    files = _ieee_files()
+    tx = files["train_transaction.csv"]
+    rows = tx.splitlines(keepends=True)
+    for k, row in enumerate((rows[1], rows[4])):  # 3001 has an identity row, 3004 has none
+        folder = _write_files(tmp_path / f"c{k}", {**files, "train_transaction.csv": tx + row})
+        tid = row.split(",")[0]
+        _raises(lambda folder=folder: read_h2gb_ieee_cis(folder), "train_transaction.csv",
+                len(rows) + 1, f"TransactionID {tid} appears twice (first on line")
 
 # ---------------------------------------------------------------------------------------------
 # H-Pokec: SNAP's soc-pokec-*.txt.gz in <root>/Pokec/raw
@@ -623,3 +698,20 @@ def test_pdns_errors(tmp_path):
     for k, (changes, file, line, words) in enumerate(cases):
         folder = _write_files(tmp_path / f"c{k}", {**files, **changes})
         _raises(lambda folder=folder: read_h2gb_pdns(folder), file, line, words)
+
+
+
+@pytest.mark.parametrize("name, folder, missing", [
+    ("h2gb-rcdd", "RCDD", "AliRCD_ICDM_test_labels.csv"),
+    ("h2gb-ieee-cis", "IEEE-CIS", "train_identity.csv"),
+    ("h2gb-pokec", "Pokec", "soc-pokec-relationships.txt.gz"),
+    ("h2gb-pdns", "PDNS", "ip_features.csv"),
+])
+def test_missing_file_names_the_path_looked_for(tmp_path, name, folder, missing):
+    files = {"h2gb-rcdd": lambda: _rcdd_files()[0], "h2gb-ieee-cis": _ieee_files,
+             "h2gb-pokec": _pokec_files, "h2gb-pdns": _pdns_files}[name]()
+    _write_files(tmp_path / folder / "raw", {**files, missing: None})
+    err = _raises(lambda: load_dataset(name, root=tmp_path), missing, None, "missing file")
+    # the file belongs beside the others in <root>/<folder>/raw, not in a raw/raw/ nobody made
+    assert Path(err.file) == tmp_path / folder / "raw" / missing, str(err)
+    assert "raw/raw" not in str(err) and "also looked for it in raw/" in str(err)

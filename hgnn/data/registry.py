@@ -17,7 +17,7 @@ from pathlib import Path
 from torch_geometric.data import HeteroData
 
 from hgnn.data import cache
-from hgnn.data.source import Source
+from hgnn.data.source import checksum
 from hgnn.data.task import TaskSpec
 from hgnn.errors import DataFormatError, HgnnError, UnknownNameError
 
@@ -302,9 +302,8 @@ def load_dataset(
 
     key = None
     if entry.cached and use_cache:
-        source = Source(path)
         tag = "-".join(f"{k}={v}" for k, v in sorted(opts.items()))
-        digest = source.checksum()[:24]
+        digest = checksum(path)[:24]  # a single file need not be a zip: the reader checks it
         safe = entry.name.replace("/", "_").replace(os.sep, "_")[-40:]
         key = f"{Path(safe).name}-v{READER_VERSION}-{digest}" + (f"-{tag}" if tag else "")
         hit = cache.load(key)

@@ -69,7 +69,6 @@ class Source:
 
     def checksum(self, members: list[str] | None = None) -> str:
         """sha256 over the source: the archive's bytes, or the listed (or all) files of a folder."""
-        h = hashlib.sha256()
         if self.is_zip:
             files = [self.path]
         else:
@@ -77,9 +76,28 @@ class Source:
                 str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.is_file()
             )
             files = [self.path / n for n in names if (self.path / n).is_file()]
-        for f in files:
-            h.update(str(f.name).encode())
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(chunk)
-        return h.hexdigest()
+        return _sha256(files)
+
+
+def checksum(path: str | Path) -> str:
+    """sha256 of a dataset's files, for cache keys: :meth:`Source.checksum` of a folder, or the
+    bytes of a single file, a zip archive or not.
+
+    Some readers take one file that is not a zip (H2GB's OAG graphs as pre-1.6 ``torch.save`` files
+    or plain pickles); checking what the file holds is left to the reader, whose message says what
+    it expected, instead of refusing it here as not a zip archive.
+    """
+    path = Path(path)
+    if path.is_file():
+        return _sha256([path])  # the same digest as Source(path).checksum() for a zip
+    return Source(path).checksum()
+
+
+def _sha256(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.name).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()

@@ -135,7 +135,11 @@ def find_member(src: Source, name: str, prefixes: tuple[str, ...] = ("", "raw/")
     for prefix in prefixes:
         if src.exists(prefix + name):
             return prefix + name
-    raise DataFormatError(src.where(prefixes[-1] + name), "missing file")
+    # The first candidate sits where the reader was pointed (the registry resolves ``RCDD/raw``), so
+    # it is the path to act on; the fallbacks are only listed, a ``raw/raw/`` path would mislead.
+    others = ", ".join(p or "./" for p in prefixes[1:])
+    raise DataFormatError(src.where(prefixes[0] + name),
+                          "missing file" + (f" (also looked for it in {others})" if others else ""))
 
 
 def members_matching(src: Source, suffix_pattern, prefixes: tuple[str, ...] = ("", "raw/")

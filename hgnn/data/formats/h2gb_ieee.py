@@ -91,8 +91,13 @@ def read_h2gb_ieee_cis(path: str | Path, **options) -> tuple[HeteroData, TaskSpe
 
     times, labels, lines, id_lines, text_rows = [], [], [], [], []
     num_chunks, pending = [], []
+    tx_lines: dict[int, int] = {}  # TransactionID -> line; Kaggle's key, so never repeated
     for line_no, fields in tx_rows:
         tid = parse_int(fields[key_col], tx_where, line_no, KEY)
+        if tid in tx_lines:  # pandas.merge would make two transaction nodes of one id
+            raise DataFormatError(tx_where, f"{KEY} {tid} appears twice (first on line "
+                                  f"{tx_lines[tid]})", line_no)
+        tx_lines[tid] = line_no
         if tid not in identity:
             continue
         id_line, id_fields = identity[tid]

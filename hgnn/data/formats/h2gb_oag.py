@@ -247,7 +247,8 @@ def _load(file: Path) -> dict:
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError,
             IndexError, OSError, zipfile.BadZipFile, RecursionError) as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise DataFormatError(where, f"not a readable torch.save file ({reason})") from None
+        raise DataFormatError(where, f"not a readable torch.save or pickle file of the OAG graph "
+                              f"dict ({reason})") from None
     if not isinstance(graph, Mapping):
         raise DataFormatError(where, f"holds a {type(graph).__name__}, expected the graph dict")
     return graph

@@ -18,7 +18,7 @@ as for every holdout task in hgnn; H2GB's ``train_test_split`` is not stratified
 from __future__ import annotations
 
 import io
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -56,9 +56,10 @@ def read_h2gb_rcdd(path: str | Path, **options) -> tuple[HeteroData, TaskSpec]:
     n = data[TARGET].num_nodes
     y = np.full(n, -1, dtype=np.int64)
     masks = {}
+    labelled: dict[int, tuple[str, int, int]] = {}  # node -> (label file, line, label), both files
     for part, delimiter in (("train", ","), ("test", "\t")):
         member = find_member(src, f"{PREFIX}{part}_labels.csv")
-        idx, labels = _read_labels(src, member, delimiter, type_of, local, target_code)
+        idx, labels = _read_labels(src, member, delimiter, type_of, local, target_code, labelled)
         y[idx] = labels
         masks[part] = idx
     item = data[TARGET]
@@ -131,7 +132,12 @@ def _read_nodes(src: Source, member: str):
 
 
 def _parse_features(rows: list[bytes], lines: list[int], width: int | None, where: str) -> np.ndarray:
-    text = b"\n".join(r.rstrip(b"\r") for r in rows).replace(b":", b",") + b"\n"
+    text = b"\n".join(r.rstrip(b"\r") for r in rows)
+    if b"," in text:  # the ':'s become ','s below, so a stray ',' would pass as one more value
+        row = next(i for i, r in enumerate(rows) if b"," in r)
+        raise DataFormatError(where, "a ',' among the features, which are ':'-separated (expected "
+                              "'node_id,node_type,f1:f2:...')", lines[row])
+    text = text.replace(b":", b",") + b"\n"
     expect = width if width is not None else rows[0].count(b":") + 1
     try:
         x = np.loadtxt(io.BytesIO(text), delimiter=",", dtype=np.float32, comments=None, ndmin=2)
@@ -230,8 +236,14 @@ def _raise_bad_edge_line(block: bytes, where: str, first_line: int):
 
 
 def _read_labels(src: Source, member: str, delimiter: str, type_of: np.ndarray, local: np.ndarray,
-                 target_code: int) -> tuple[np.ndarray, np.ndarray]:
+                 target_code: int, labelled: dict[int, tuple[str, int, int]]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Local item ids and labels of one label file. ``labelled`` (node id -> file, line and label,
+    shared by the train and test files and updated here) refuses a node given two labels, or in
+    both files: H2GB's loader keeps whichever label comes last and, across the files, trains on
+    test items. A line repeated as it was is skipped."""
     where = src.where(member)
+    name = PurePosixPath(member).name
     idx, labels = [], []
     sep = "a tab" if delimiter == "\t" else "a comma"
     for line_no, line in iter_lines(src, member):
@@ -250,6 +262,15 @@ def _read_labels(src: Source, member: str, delimiter: str, type_of: np.ndarray, 
             raise DataFormatError(where, f"node {node} is not an '{TARGET}' node", line_no)
         if label not in (0, 1):
             raise DataFormatError(where, f"label {label} is not 0 or 1", line_no)
+        if node in labelled:
+            other, first, before = labelled[node]
+            if other == name and before == label:
+                continue  # a repeated line says nothing new
+            raise DataFormatError(where, f"node {node} is labelled {before} on line {first} and "
+                                  f"{label} here" if other == name else f"node {node} is also in "
+                                  f"{other} (line {first}): an item may not be both a training "
+                                  "and a test item", line_no)
+        labelled[node] = (name, line_no, label)
         idx.append(local[node])
         labels.append(label)
     return np.asarray(idx, dtype=np.int64), np.asarray(labels, dtype=np.int64)
