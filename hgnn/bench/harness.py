@@ -28,6 +28,9 @@ from hgnn.errors import HgnnError, UnknownNameError
 
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
 METRICS = ("accuracy", "micro_f1", "macro_f1")
+# columns of the Markdown table for metrics beyond METRICS that a task declares (shown only in
+# suites with such a dataset)
+EXTRA_LABELS = {"f1_positive": "F1 (positive)"}
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,9 @@ def aggregate(suite: Suite, results: Path) -> dict:
                    "reference": ref, "run_dir": str(folder)}
             if found:
                 res = list(found.values())
-                row["test"] = {m: _mean_std([r["test"][m] for r in res]) for m in METRICS}
-                row["val"] = {m: _mean_std([r["val"][m] for r in res]) for m in METRICS}
+                names = _row_metrics(res)
+                row["test"] = {m: _mean_std([r["test"][m] for r in res]) for m in names}
+                row["val"] = {m: _mean_std([r["val"][m] for r in res]) for m in names}
                 row["timings_s"] = {k: statistics.fmean(r["timings"][k] for r in res)
                                     for k in ("precompute_s", "train_s", "eval_s")}
                 row["epoch_s"] = statistics.fmean(r["timings"]["train_s"] / max(r.get("epochs_run", 1), 1)
@@ -167,6 +171,21 @@ def aggregate(suite: Suite, results: Path) -> dict:
 
     return {"suite": suite.name, "metric": suite.metric, "seeds": suite.seeds,
             "machine": hardware(), "rows": rows}
+
+
+def _row_metrics(results: list[dict]) -> tuple[str, ...]:
+    """:data:`METRICS`, then the other metrics the runs' task declares (``task.metrics`` in
+    ``result.json``, e.g. ``f1_positive`` on H2GB's binary tasks) where every seed scored them."""
+    from hgnn.train.metrics import reported_metrics
+
+    declared = (results[0].get("task") or {}).get("metrics")
+    return reported_metrics(declared, *(r[split] for r in results for split in ("val", "test")))
+
+
+def _extra_metrics(table: dict) -> list[str]:
+    """Metrics beyond :data:`METRICS` that some row holds, in first-seen order."""
+    return list(dict.fromkeys(m for r in table["rows"] for m in r.get("test", {})
+                              if m not in METRICS))
 
 
 def _cell(stat: dict | None) -> str:
@@ -195,6 +214,7 @@ def markdown(table: dict) -> str:
         where = "Machines (column `machine`; times compare only within one): " + "; ".join(
             f"({chr(97 + i)}) {m}" for i, m in enumerate(distinct)) + "."
     mixed = len(distinct) > 1
+    extra = _extra_metrics(table)  # none for suites whose tasks declare no other metric
     lines = [f"# Benchmark suite `{table['suite']}` (measured here)", "",
              f"{where} Seeds "
              f"{table['seeds']}; test metrics of the best-validation checkpoint on the full test "
@@ -203,10 +223,13 @@ def markdown(table: dict) -> str:
              "Times are means per seed (eval = validation every epoch plus the final test pass); "
              "peak MiB is the process's peak resident memory.",
              "",
-             "| model | dataset | micro-F1 | macro-F1 | accuracy | reference (metric) | ours - reference | "
+             "| model | dataset | micro-F1 | macro-F1 | accuracy | "
+             + "".join(f"{EXTRA_LABELS.get(m, m)} | " for m in extra)
+             + "reference (metric) | ours - reference | "
              "precompute s | train s | s / epoch | eval s | peak MiB | seeds |"
              + (" machine |" if mixed else ""),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if mixed else "")]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(extra)
+             + ("---|" if mixed else "")]
     for r, machine in zip(table["rows"], per_row, strict=True):
         test = r.get("test", {})
         ref = r["reference"]
@@ -223,8 +246,12 @@ def markdown(table: dict) -> str:
         where_cell = ""
         if mixed:
             where_cell = f" {chr(97 + distinct.index(machine)) if test else '-'} |"
+        # a row whose task does not declare an extra metric shows "-" there (not applicable)
+        extra_cells = "".join(f"{_cell(test[m]) if m in test else '-' if test else 'missing'} | "
+                              for m in extra)
         lines.append(f"| {r['model']} | {r['dataset']} | {_cell(test.get('micro_f1'))} | "
-                     f"{_cell(test.get('macro_f1'))} | {_cell(test.get('accuracy'))} | {ref_cell} | "
+                     f"{_cell(test.get('macro_f1'))} | {_cell(test.get('accuracy'))} | "
+                     f"{extra_cells}{ref_cell} | "
                      f"{diff} | {times} | {peak} | {seeds} |{where_cell}")
     sources = sorted({r["reference"]["source"] for r in table["rows"] if r["reference"]})
     if sources:
@@ -255,6 +282,8 @@ def plot(table: dict, png_paper: Path, png_time: Path) -> None:
             if r is None:
                 continue
             metric = r["reference"]["metric"] if r["reference"] else table["metric"]
+            if metric not in r["test"]:  # e.g. f1_positive on a dataset that is not binary
+                continue
             if metric != table["metric"]:  # compared on its reference's metric: say so
                 labels[i] = f"{model}\n({metric})"
             xs.append(i)
@@ -276,7 +305,7 @@ def plot(table: dict, png_paper: Path, png_time: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for model in models:
         pts = [(r["timings_s"]["train_s"], 100 * r["test"][table["metric"]]["mean"], r["dataset"])
-               for r in rows if r["model"] == model]
+               for r in rows if r["model"] == model and table["metric"] in r["test"]]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=model)
         for x, y, ds in pts:
             ax.annotate(ds, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")

@@ -1,5 +1,7 @@
-"""Resolved run configuration: trainer defaults < model defaults < (model, dataset) YAML <
-``--config FILE`` < ``--set key=value``. Every key must exist in the defaults and keep its type."""
+"""Resolved run configuration: trainer defaults < model defaults < dataset protocol YAML <
+(model, dataset) YAML < ``--config FILE`` < ``--set key=value``. Every key must exist in the
+defaults and keep its type. A dataset protocol YAML (``configs/_datasets/<dataset>.yaml``) holds
+what a benchmark fixes for every model, e.g. the metric that selects the checkpoint."""
 from __future__ import annotations
 
 import copy
@@ -32,9 +34,10 @@ TRAIN_DEFAULTS: dict = {
         # early stopping cannot end a run before this many epochs: a model that sits at the label
         # prior for a while (LATTE on HGB IMDB) is not taken for converged
         "min_epochs": 0,
-        # accuracy | micro_f1 | macro_f1 | mean_f1 | loss, or several joined by "+": a checkpoint
-        # is then kept only when every one of them beats its score at the last kept epoch
-        # (R-HGNN's EarlyStopping with accuracy and macro-F1)
+        # accuracy | micro_f1 | macro_f1 | mean_f1 | loss | f1_positive (binary tasks only: the
+        # positive class's F1, H2GB's metric_best f1 on RCDD, IEEE-CIS-G, PDNS), or several joined
+        # by "+": a checkpoint is then kept only when every one of them beats its score at the
+        # last kept epoch (R-HGNN's EarlyStopping with accuracy and macro-F1)
         "monitor": "micro_f1",
         "batch_size": 1024,      # sampled / precomputed regimes
         "eval_batch_size": 4096,
@@ -100,7 +103,7 @@ CHOICES = {
     "train.loss_nodes": ("seeds", "sampled"),
     "train.monitor_nodes": ("seeds", "sampled"),
     "train.eval_order": ("sorted", "shuffled"),
-    "train.monitor": ("accuracy", "micro_f1", "macro_f1", "mean_f1", "loss"),
+    "train.monitor": ("accuracy", "micro_f1", "macro_f1", "mean_f1", "loss", "f1_positive"),
     "graph.features": ("all", "target", "none"),
     "graph.add_reverse": ("missing", "all", "none"),
     "graph.featureless": ("embedding", "random"),
@@ -176,11 +179,29 @@ def _coerce(default, value, key: str, where: str, choices: tuple | None):
         bad = [part for part in value.split("+") if part not in choices or part == "mean_f1"]
         if bad:
             raise HgnnError(f"{where}: '{key}': {bad[0]!r} cannot be joined; join two or more of "
-                            "'accuracy', 'micro_f1', 'macro_f1', 'loss' with '+'")
+                            "'accuracy', 'micro_f1', 'macro_f1', 'f1_positive', 'loss' with '+'")
     elif choices and value not in choices:
         raise HgnnError(f"{where}: '{key}' must be one of {', '.join(map(repr, choices))}, "
                         f"got {value!r}")
     return value
+
+
+def check_monitor(config: dict, task, dataset: str) -> None:
+    """Refuse a ``train.monitor`` that ``dataset``'s task does not score: ``f1_positive`` needs a
+    positive class (a binary single-label task). ``task`` is the dataset's
+    :class:`~hgnn.data.task.TaskSpec`; called before any seed trains."""
+    from hgnn.train.metrics import metric_names
+
+    monitor = config["train"]["monitor"]
+    scored = metric_names(task)
+    missing = [part for part in monitor.split("+")
+               if part not in scored and part not in ("mean_f1", "loss")]
+    if missing:
+        kind = (f"{task.num_classes} classes, multi-label" if task.multilabel
+                else f"{task.num_classes} classes")
+        raise HgnnError(f"train.monitor {monitor!r}: {missing[0]!r} needs a binary task's "
+                        f"positive class, and dataset '{dataset}' has {kind}; its metrics are "
+                        f"{', '.join(scored)} (monitor one of them, mean_f1 or loss)")
 
 
 def _read_yaml(path: Path) -> dict:
@@ -194,6 +215,19 @@ def _read_yaml(path: Path) -> dict:
         raise HgnnError(f"{path}: a config must be a mapping")
     loaded.pop("source", None)  # citation of where the values come from; informational
     return loaded
+
+
+PROTOCOL_DIR = CONFIG_DIR / "_datasets"
+
+
+def protocol_config_path(dataset: str) -> Path | None:
+    """``hgnn/configs/_datasets/<dataset>.yaml`` when it exists (registered datasets only)."""
+    from hgnn.data.registry import is_path_like
+
+    if is_path_like(dataset):
+        return None
+    path = PROTOCOL_DIR / f"{dataset}.yaml"
+    return path if path.is_file() else None
 
 
 def dataset_config_path(model: str, dataset: str) -> Path | None:
@@ -214,7 +248,7 @@ def resolve_config(model_defaults: dict, model: str, dataset: str,
     choices = {**CHOICES, **{f"model.{k}": v for k, v in (model_choices or {}).items()}}
     config = copy.deepcopy(TRAIN_DEFAULTS)
     config["model"] = copy.deepcopy(model_defaults)
-    for path in filter(None, [CONFIG_DIR / model / "default.yaml",
+    for path in filter(None, [CONFIG_DIR / model / "default.yaml", protocol_config_path(dataset),
                               dataset_config_path(model, dataset)]):
         if path.is_file():
             _merge(config, _read_yaml(path), str(path), choices)
@@ -264,7 +298,8 @@ def parse_key_value(item: str) -> tuple[str, object] | None:
 
 def config_sources(model: str, dataset: str, config_file: str | Path | None) -> list[str]:
     """The files that contributed to a resolved config, for the run record."""
-    files = [CONFIG_DIR / model / "default.yaml", dataset_config_path(model, dataset)]
+    files = [CONFIG_DIR / model / "default.yaml", protocol_config_path(dataset),
+             dataset_config_path(model, dataset)]
     out = [str(p) for p in files if p is not None and p.is_file()]
     return out + ([str(config_file)] if config_file else [])
 

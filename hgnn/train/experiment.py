@@ -13,10 +13,10 @@ from hgnn.data import load_dataset
 from hgnn.data.registry import check_options, is_path_like
 from hgnn.errors import HgnnError
 from hgnn.models import get_model_class
-from hgnn.train.config import config_differences, config_sources, resolve_config
+from hgnn.train.config import check_monitor, config_differences, config_sources, resolve_config
 from hgnn.train.distributed import device_for, init_from_env, parse_device
 from hgnn.train.graph import prepare_graph
-from hgnn.train.metrics import METRICS
+from hgnn.train.metrics import reported_metrics
 from hgnn.train.record import hardware, peak_gpu_memory_mb, peak_memory_mb, versions
 from hgnn.train.trainer import SeedRun, train_seed
 
@@ -37,6 +37,47 @@ def load_prepared(dataset: str, root: str | None, seed: int, config: dict,
     ``record`` collects one-off preparation costs (:func:`hgnn.train.graph.prepare_graph`).
     """
     data, task = load_dataset(dataset, root, seed=seed, **(dataset_options or {}))
+    return prepare_graph(data, task, config["graph"], seed, record), task
+
+
+def check_trainable(data, task, config: dict, dataset: str, seed: int) -> str | None:
+    """Refuse, before anything trains, a run that cannot train meaningfully: a ``train.monitor``
+    the task does not score, an empty training split (nothing to learn from), or an empty
+    validation split under a ``loss`` monitor (no validation loss: no epoch would ever be kept,
+    and the run would fail only after training).
+
+    Returns a warning for an empty validation split under a metric monitor: every epoch then
+    scores 0, so the checkpoint kept is epoch 0's. It is not refused, as tiny fixtures (a 0.2
+    holdout of a handful of nodes) train that way.
+    """
+    check_monitor(config, task, dataset)
+    monitor = config["train"]["monitor"]
+    store = data[task.target]
+    sizes = {split: int(store[f"{split}_mask"].sum()) if f"{split}_mask" in store else 0
+             for split in ("train", "val", "test")}
+    where = (f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']} "
+             f"'{task.target}' nodes, seed {seed}")
+    if sizes["train"] == 0:
+        raise HgnnError(f"dataset '{dataset}': the training split is empty ({where}); there is "
+                        "nothing to train on")
+    if sizes["val"] == 0 and "loss" in monitor.split("+"):
+        raise HgnnError(f"dataset '{dataset}': the validation split is empty ({where}); "
+                        f"train.monitor '{monitor}' needs a validation loss to keep a checkpoint")
+    if sizes["val"] == 0:
+        return (f"dataset '{dataset}': the validation split is empty ({where}); every epoch "
+                f"scores 0 on train.monitor '{monitor}', so the checkpoint kept is epoch 0's")
+    return None
+
+
+def load_checked(dataset: str, root: str | None, seed: int, config: dict,
+                 dataset_options: dict | None = None, record: dict | None = None,
+                 warn: bool = False):
+    """:func:`load_prepared`, refusing (:func:`check_trainable`) before the graph is prepared;
+    ``warn`` prints its warning, if any, to stderr."""
+    data, task = load_dataset(dataset, root, seed=seed, **(dataset_options or {}))
+    warning = check_trainable(data, task, config, dataset, seed)
+    if warning and warn:
+        print(f"hgnn: warning: {warning}", file=sys.stderr)
     return prepare_graph(data, task, config["graph"], seed, record), task
 
 
@@ -71,10 +112,6 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
               file=sys.stderr)
     dataset_label = Path(dataset).name if Path(dataset).exists() else dataset
     out = Path(out_dir) if out_dir else Path("runs") / f"{model}-{dataset_label}"
-    if out.exists() and not resume and ctx.is_main:
-        for child in out.glob("seed_*"):
-            shutil.rmtree(child)
-    ctx.barrier()
     options = dict(dataset_options or {})
     previous = _read_summary(out) if resume else None
     finished = {}
@@ -93,6 +130,18 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
         start = time.perf_counter()
         if os.environ.get("HGNN_OPS_BACKEND") != "reference" and cpu_ops.available():
             prepared["cpu_ops_load_s"] = time.perf_counter() - start
+    # The first seed to train is loaded and checked (check_trainable) before an earlier run's
+    # seeds are cleared or any folder is made: a refused run leaves the run folder as it was.
+    loaded = {}
+    todo = [seed for seed in seeds if seed not in finished]
+    if todo:
+        record: dict = {}
+        loaded[todo[0]] = (*load_checked(dataset, root, todo[0], config, dataset_options, record,
+                                         warn=ctx.is_main), record)
+    if out.exists() and not resume and ctx.is_main:
+        for child in out.glob("seed_*"):
+            shutil.rmtree(child)
+    ctx.barrier()
     for seed in seeds:
         seed_dir = out / f"seed_{seed}"
         if seed in finished:
@@ -101,8 +150,12 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
         made = [d for d in (out, seed_dir) if not d.exists()]
         seed_dir.mkdir(parents=True, exist_ok=True)
         try:
-            record: dict = {}
-            data, task = load_prepared(dataset, root, seed, config, dataset_options, record)
+            if seed in loaded:
+                data, task, record = loaded.pop(seed)
+            else:  # a holdout or random split is drawn per seed: each is checked
+                record = {}
+                data, task = load_checked(dataset, root, seed, config, dataset_options, record,
+                                          warn=ctx.is_main)
             for key, value in record.items():  # the first seed's: it is the one that pays
                 prepared.setdefault(key, value)
             run = SeedRun(model, dataset, seed, config, task, seed_dir, dev, quiet, options)
@@ -122,7 +175,11 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
         "seeds": list(seeds), "config": config,
         "config_files": config_sources(model, dataset, config_file),
         "task": per_seed[0]["task"],
-        "metrics": {split: {m: mean_std([r[split][m] for r in per_seed]) for m in METRICS}
+        # METRICS, then any other metric the task declares (f1_positive on H2GB's binary tasks)
+        "metrics": {split: {m: mean_std([r[split][m] for r in per_seed])
+                            for m in reported_metrics(per_seed[0]["task"].get("metrics"),
+                                                      *(r[s] for r in per_seed
+                                                        for s in ("val", "test")))}
                     for split in ("val", "test")},
         "per_seed": [{k: v for k, v in r.items() if k not in NOT_IN_SUMMARY} for r in per_seed],
         "timings": {k: statistics.fmean(r["timings"][k] for r in per_seed)
@@ -183,13 +240,16 @@ def _read_summary(out: Path) -> dict | None:
 
 
 def format_table(summary: dict) -> str:
-    """The final table: mean +- std of each metric on validation and test, in percent."""
+    """The final table: mean +- std of each metric on validation and test, in percent
+    (:data:`METRICS`, then the task's own, e.g. ``f1_positive``, where the summary holds them)."""
+    names = reported_metrics(list(summary["metrics"]["val"]), summary["metrics"]["val"],
+                             summary["metrics"]["test"])
     lines = [f"{summary['model']} on {summary['dataset']}, seeds {summary['seeds']}",
-             f"{'split':<6}" + "".join(f"{m:>20}" for m in METRICS)]
+             f"{'split':<6}" + "".join(f"{m:>20}" for m in names)]
     for split in ("val", "test"):
         row = summary["metrics"][split]
         lines.append(f"{split:<6}" + "".join(
-            f"{100 * row[m]['mean']:>13.2f} ± {100 * row[m]['std']:<4.2f}" for m in METRICS))
+            f"{100 * row[m]['mean']:>13.2f} ± {100 * row[m]['std']:<4.2f}" for m in names))
     t = summary["timings"]
     lines.append(f"time per seed: precompute {t['precompute_s']:.1f} s, train {t['train_s']:.1f} s, "
                  f"eval {t['eval_s']:.1f} s; peak memory {summary['peak_memory_mb']:.0f} MiB")

@@ -12,6 +12,8 @@ import torch
 from hgnn.data.task import TaskSpec
 
 METRICS = ("accuracy", "micro_f1", "macro_f1")
+# Computed only for some tasks (see :func:`metric_names`); reported where a task declares them.
+POSITIVE_METRICS = ("f1_positive",)
 
 
 def predict(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
@@ -63,13 +65,32 @@ def f1_positive(pred: torch.Tensor, target: torch.Tensor, positive: int = 1) -> 
     return 2 * tp / denom if denom else 0.0
 
 
+def has_positive_class(task: TaskSpec) -> bool:
+    """Binary single-label tasks: class 1 is the positive class that ``f1_positive`` scores."""
+    return task.num_classes == 2 and not task.multilabel
+
+
+def metric_names(task: TaskSpec) -> tuple[str, ...]:
+    """The names :func:`compute_metrics` gives for ``task``, in its order."""
+    return METRICS + (POSITIVE_METRICS if has_positive_class(task) else ())
+
+
+def reported_metrics(declared, *scores: dict) -> tuple[str, ...]:
+    """The metrics a results table shows: :data:`METRICS`, then each other metric the task
+    declares (``declared``: its ``metrics``, e.g. ``("f1_positive", "accuracy")`` for H2GB's RCDD)
+    that every one of ``scores`` (metric -> value dicts) holds. Tasks that declare nothing beyond
+    :data:`METRICS` keep exactly those columns."""
+    return METRICS + tuple(dict.fromkeys(
+        m for m in declared or () if m not in METRICS and all(m in s for s in scores)))
+
+
 def compute_metrics(logits: torch.Tensor, target: torch.Tensor, task: TaskSpec) -> dict[str, float]:
     """All of :data:`METRICS` for the given rows, plus ``f1_positive`` (class 1) for binary
     single-label tasks."""
     pred = predict(logits, task.multilabel)
     micro, macro = f1_scores(pred, target, task.num_classes)
     out = {"accuracy": accuracy(pred, target), "micro_f1": micro, "macro_f1": macro}
-    if task.num_classes == 2 and not task.multilabel:
+    if has_positive_class(task):
         out["f1_positive"] = f1_positive(pred, target)
     return out
 
