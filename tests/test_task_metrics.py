@@ -223,3 +223,30 @@ def test_bench_tables_without_declared_metrics_are_unchanged(tmp_path):
                 datasets=[DatasetSpec("old-run", "old-run")])
     assert list(aggregate(old, tmp_path)["rows"][0]["test"]) == ["accuracy", "micro_f1",
                                                                  "macro_f1"]
+
+
+def test_class_weights_weigh_the_cross_entropy_and_must_fit_the_classes(tmp_path, capsys):
+    """H2GB's weighted_cross_entropy (IEEE-CIS-G's H2G-former weighs fraud 5): the loss against
+    its definition, sum_i w[y_i] * nll_i / sum_i w[y_i]; weights that do not fit the task are
+    refused before training."""
+    from hgnn.data.task import TaskSpec
+    from hgnn.train.config import resolve_config
+    from hgnn.train.regimes import loss_fn
+
+    gen = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(7, 2, generator=gen), torch.tensor([0, 1, 1, 0, 0, 0, 1])
+    task = TaskSpec("t", 2)
+    nll = -torch.log_softmax(logits, 1)[torch.arange(7), y]
+    w = torch.tensor([1.0, 5.0])[y]
+    torch.testing.assert_close(loss_fn(logits, y, task, [1.0, 5.0]), (w * nll).sum() / w.sum())
+    torch.testing.assert_close(loss_fn(logits, y, task), nll.mean())
+    config = resolve_config({}, "nomodel", "synthetic", overrides=["train.class_weights=[1, 5]"])
+    assert config["train"]["class_weights"] == [1.0, 5.0]
+    for bad, words in (("[1, -2]", "takes weights > 0"), ("[1, x]", "must be a list of float")):
+        with pytest.raises(HgnnError, match=words):
+            resolve_config({}, "nomodel", "synthetic", overrides=[f"train.class_weights={bad}"])
+    rc, err = _train_cli(capsys, "--dataset", "synthetic", "--data", "scale=0.1", "--epochs", "1",
+                         "--set", "train.class_weights=[1, 5]", "--out", str(tmp_path / "run"))
+    assert rc == 2 and "train.class_weights [1.0, 5.0]: dataset 'synthetic' has 5 classes; give 5 " \
+                       "weights" in err
+    assert not (tmp_path / "run").exists()

@@ -39,6 +39,9 @@ TRAIN_DEFAULTS: dict = {
         # by "+": a checkpoint is then kept only when every one of them beats its score at the
         # last kept epoch (R-HGNN's EarlyStopping with accuracy and macro-F1)
         "monitor": "micro_f1",
+        # one cross-entropy weight per class (H2GB's weighted_cross_entropy loss_fun_weight); []
+        # weighs every class 1; single-label tasks only
+        "class_weights": [],
         "batch_size": 1024,      # sampled / precomputed regimes
         "eval_batch_size": 4096,
         "num_neighbors": [10, 10],
@@ -122,7 +125,7 @@ MODEL_SIZES = {"hidden", "dim", "heads", "layers", "channels", "num_hops", "rela
                "relation_input"}
 # fan-outs: a count per hop, or -1 for every neighbour; budgets: nodes per type and step
 FANOUTS = {"train.num_neighbors", "train.eval_num_neighbors", "train.monitor_num_neighbors"}
-LIST_ITEMS = {**dict.fromkeys(FANOUTS, int), "train.budget": int}
+LIST_ITEMS = {**dict.fromkeys(FANOUTS, int), "train.budget": int, "train.class_weights": float}
 
 
 def _check_range(key: str, value, where: str) -> None:
@@ -134,6 +137,8 @@ def _check_range(key: str, value, where: str) -> None:
                             f"got {value!r}")
         if key == "train.budget" and any(n < 1 for n in value):
             raise HgnnError(f"{where}: '{key}' takes node counts >= 1, got {value!r}")
+        if key == "train.class_weights" and any(w <= 0 for w in value):
+            raise HgnnError(f"{where}: '{key}' takes weights > 0, got {value!r}")
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
@@ -172,6 +177,8 @@ def _coerce(default, value, key: str, where: str, choices: tuple | None):
     if isinstance(default, float):
         value = float(value)
     item = LIST_ITEMS.get(key)
+    if item is float and all(type(v) in (int, float) for v in value):
+        value = [float(v) for v in value]  # [1, 5] is a list of weights too
     if item is not None and any(type(v) is not item for v in value):
         raise HgnnError(f"{where}: '{key}' must be a list of {item.__name__}, got {value!r}")
     _check_range(key, value, where)

@@ -42,7 +42,8 @@ def load_prepared(dataset: str, root: str | None, seed: int, config: dict,
 
 def check_trainable(data, task, config: dict, dataset: str, seed: int) -> str | None:
     """Refuse, before anything trains, a run that cannot train meaningfully: a ``train.monitor``
-    the task does not score, an empty training split (nothing to learn from), or an empty
+    the task does not score, ``train.class_weights`` that do not fit its classes, an empty
+    training split (nothing to learn from), or an empty
     validation split under a ``loss`` monitor (no validation loss: no epoch would ever be kept,
     and the run would fail only after training).
 
@@ -51,6 +52,12 @@ def check_trainable(data, task, config: dict, dataset: str, seed: int) -> str | 
     holdout of a handful of nodes) train that way.
     """
     check_monitor(config, task, dataset)
+    weights = config["train"]["class_weights"]
+    if weights and (task.multilabel or len(weights) != task.num_classes):
+        raise HgnnError(f"train.class_weights {weights}: dataset '{dataset}' has "
+                        f"{task.num_classes} classes" + (", multi-label (class weights are for "
+                                                         "single-label tasks)" if task.multilabel
+                                                         else f"; give {task.num_classes} weights"))
     monitor = config["train"]["monitor"]
     store = data[task.target]
     sizes = {split: int(store[f"{split}_mask"].sum()) if f"{split}_mask" in store else 0

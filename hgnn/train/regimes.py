@@ -22,11 +22,14 @@ from hgnn.models.base import HeteroModel
 from hgnn.train.distributed import context
 
 
-def loss_fn(logits: Tensor, y: Tensor, task: TaskSpec) -> Tensor:
-    """Cross-entropy, or binary cross-entropy on logits for multi-label tasks."""
+def loss_fn(logits: Tensor, y: Tensor, task: TaskSpec, class_weights: list[float] = ()) -> Tensor:
+    """Cross-entropy (with ``class_weights`` per class when given, as GraphGym's
+    weighted_cross_entropy), or binary cross-entropy on logits for multi-label tasks."""
     if task.multilabel:
         return F.binary_cross_entropy_with_logits(logits, y.float())
-    return F.cross_entropy(logits, y)
+    weight = torch.tensor(class_weights, dtype=logits.dtype, device=logits.device) \
+        if class_weights else None
+    return F.cross_entropy(logits, y, weight=weight)
 
 
 def _split_ids(data: HeteroData, task: TaskSpec, split: str) -> Tensor:
@@ -175,7 +178,7 @@ class Regime:
               update: bool = True) -> float:
         """Backward of one batch's loss (divided by ``train.accumulate``); with ``update``, the
         optimiser step over the gradients gathered since the last one."""
-        loss = loss_fn(logits, y.to(logits.device), self.task)
+        loss = loss_fn(logits, y.to(logits.device), self.task, self.cfg.get("class_weights", ()))
         extra = getattr(model, "module", model).auxiliary_loss()
         if extra is not None:
             loss = loss + extra

@@ -205,7 +205,8 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         val_logits = regime.logits(model, ("val",), subset=True, monitoring=True)["val"]
         val_y = regime.scored_labels("val")
         val = compute_metrics(val_logits, val_y, run.task)
-        val_loss = float(loss_fn(val_logits, val_y, run.task)) if val_y.numel() else math.nan
+        val_loss = float(loss_fn(val_logits, val_y, run.task, cfg.get("class_weights", ()))) \
+            if val_y.numel() else math.nan
         t2 = time.perf_counter()
         state["train_s"] += t1 - t0
         state["eval_s"] += t2 - t1
