@@ -224,3 +224,25 @@ def test_empty_node_types_are_dropped_before_a_model_sees_them():
     target_empty = graph(num_venues=0)
     prepare_graph(target_empty, TaskSpec("venue", 2), dict(TRAIN_DEFAULTS["graph"]), seed=0)
     assert "venue" in target_empty.node_types
+
+
+def test_normalize_features_is_pygs_normalize_features():
+    """graph.normalize_features (H2GB's NormalizeFeatures on IEEE-CIS-G), on the kept float
+    features only: node-id inputs made afterwards for featureless types are left alone."""
+    import torch_geometric.transforms as T
+
+    from hgnn.data.task import TaskSpec
+    from hgnn.train.config import TRAIN_DEFAULTS
+
+    data = graph()
+    data["paper"].x = data["paper"].x.abs() * 3  # rows summing above 1
+    del data["venue"].x
+    data["venue"].num_nodes = 3
+    want = graph()
+    want["paper"].x = want["paper"].x.abs() * 3
+    want = T.NormalizeFeatures()(want)
+    config = {**TRAIN_DEFAULTS["graph"], "normalize_features": True}
+    prepare_graph(data, TaskSpec("paper", 2), config, seed=0)
+    for t in ("author", "paper"):
+        torch.testing.assert_close(data[t].x, want[t].x)
+    assert torch.equal(data["venue"].x, torch.arange(3))

@@ -90,6 +90,9 @@ TRAIN_DEFAULTS: dict = {
         # (R-HGNN's preprocess_ogbn_mag.py: cites and rev_cites)
         "symmetrise_same_type": True,
         "features": "all",       # all | target | none: which node types keep their given features
+        # scale each kept feature row to sum 1 after subtracting the type's minimum (PyG's
+        # NormalizeFeatures, which H2GB's loader applies to IEEE-CIS-G)
+        "normalize_features": False,
         "featureless": "embedding",  # embedding (learned per node) | random (seeded N(0, 1/d))
         "random_dim": 64,
         # metapath2vec embeddings concatenated to every input type's features (the featureless

@@ -20,7 +20,8 @@ def prepare_graph(data: HeteroData, task: TaskSpec, graph_config: dict, seed: in
     input-feature choices (in place; returns ``data``).
 
     ``features`` decides which types keep their shipped features (``all``, ``target`` only, or
-    ``none``, HGB's one-hot ``feats_type=3``); every type then without features gets either node-id
+    ``none``, HGB's one-hot ``feats_type=3``), and ``normalize_features`` scales them as PyG's
+    ``NormalizeFeatures`` does; every type then without features gets either node-id
     inputs (``x`` = ``arange(N)`` as long, embedded by the model: a learned row per node) or seeded
     random Gaussian features of width ``random_dim``. With ``metapath2vec.dim`` > 0, the types on
     the metapath first get metapath2vec embeddings appended to their features (or as their features
@@ -42,6 +43,11 @@ def prepare_graph(data: HeteroData, task: TaskSpec, graph_config: dict, seed: in
                 n = data[t].num_nodes
                 del data[t].x
                 data[t].num_nodes = n
+    if graph_config.get("normalize_features"):
+        for t in data.node_types:
+            if "x" in data[t] and data[t].x.is_floating_point() and data[t].x.numel():
+                x = data[t].x - data[t].x.min()
+                data[t].x = x / x.sum(dim=-1, keepdim=True).clamp(min=1.0)
     m2v = graph_config["metapath2vec"]
     if m2v["dim"] > 0:
         m2v_record: dict = {}
