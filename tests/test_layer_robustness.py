@@ -246,3 +246,26 @@ def test_normalize_features_is_pygs_normalize_features():
     for t in ("author", "paper"):
         torch.testing.assert_close(data[t].x, want[t].x)
     assert torch.equal(data["venue"].x, torch.arange(3))
+
+
+def test_featureless_mean_averages_featured_neighbours_round_by_round():
+    """graph.featureless: mean (H2GB's mag-year): authors get their papers' mean, then venues,
+    whose only in-neighbours are authors here, their authors' mean; a node with no such neighbour
+    gets zeros, and a type no featured type reaches keeps random inputs."""
+    from hgnn.data.task import TaskSpec
+    from hgnn.train.config import TRAIN_DEFAULTS
+
+    data = HeteroData()
+    data["paper"].x = torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0]])
+    data["author"].num_nodes = 3
+    data["venue"].num_nodes = 2
+    data["island"].num_nodes = 2
+    data["paper", "rev_writes", "author"].edge_index = torch.tensor([[0, 1, 2], [0, 0, 1]])
+    data["author", "in", "venue"].edge_index = torch.tensor([[0, 1], [0, 0]])
+    data["island", "near", "island"].edge_index = torch.tensor([[0], [1]])
+    config = {**TRAIN_DEFAULTS["graph"], "featureless": "mean", "add_reverse": "none",
+              "random_dim": 4}
+    prepare_graph(data, TaskSpec("paper", 2), config, seed=0)
+    torch.testing.assert_close(data["author"].x, torch.tensor([[2.0, 1.0], [5.0, 4.0], [0.0, 0.0]]))
+    torch.testing.assert_close(data["venue"].x, torch.tensor([[3.5, 2.5], [0.0, 0.0]]))
+    assert data["island"].x.shape == (2, 4) and data["island"].x.is_floating_point()

@@ -131,6 +131,40 @@ def drop_empty_node_types(data: HeteroData, keep: set[str] | None = None) -> lis
     return empty
 
 
+def neighbour_mean_features(data: HeteroData, node_types: list[str] | None = None) -> list[str]:
+    """Give featureless types the mean of their featured in-neighbours' features (in place), as
+    H2GB's mag-year does for ogbn-mag (authors and fields: their papers' mean; institutions: their
+    authors' mean, once authors have features). Rounds repeat while a type gains features: in a
+    round a featureless type averages every neighbour, over every relation into it, from types
+    that have float features of one width. A node without such neighbours gets zeros. Returns the
+    types still without features."""
+    todo = [t for t in (node_types if node_types is not None else data.node_types)
+            if "x" not in data[t]]
+    while todo:
+        featured = {t: data[t].x for t in data.node_types
+                    if "x" in data[t] and data[t].x.is_floating_point()}
+        done = []
+        for t in todo:
+            rels = [et for et in data.edge_types if et[2] == t and et[0] in featured]
+            widths = {featured[et[0]].size(-1) for et in rels}
+            if not rels or len(widths) != 1:
+                continue
+            n, width = data[t].num_nodes, widths.pop()
+            total = torch.zeros(n, width, dtype=featured[rels[0][0]].dtype)
+            count = torch.zeros(n, 1, dtype=total.dtype)
+            for et in rels:
+                src, dst = data[et].edge_index
+                total.index_add_(0, dst, featured[et[0]][src])
+                count.index_add_(0, dst, torch.ones(dst.numel(), 1, dtype=total.dtype))
+            done.append((t, total / count.clamp(min=1)))
+        if not done:
+            break
+        for t, x in done:
+            data[t].x = x
+        todo = [t for t in todo if t not in dict(done)]
+    return todo
+
+
 def random_features(data: HeteroData, dim: int, seed: int = 0,
                     node_types: list[str] | None = None) -> HeteroData:
     """Give featureless node types seeded Gaussian features scaled by ``1/sqrt(dim)``.

@@ -93,7 +93,9 @@ TRAIN_DEFAULTS: dict = {
         # scale each kept feature row to sum 1 after subtracting the type's minimum (PyG's
         # NormalizeFeatures, which H2GB's loader applies to IEEE-CIS-G)
         "normalize_features": False,
-        "featureless": "embedding",  # embedding (learned per node) | random (seeded N(0, 1/d))
+        # embedding (learned per node) | random (seeded N(0, 1/d)) | mean (of featured
+        # in-neighbours' features, H2GB's mag-year; types no featured type reaches: random)
+        "featureless": "embedding",
         "random_dim": 64,
         # metapath2vec embeddings concatenated to every input type's features (the featureless
         # get them alone): R-HGNN's ogbn-mag features, H2GB's Hetero_Metapath encoding
@@ -112,7 +114,7 @@ CHOICES = {
     "train.monitor": ("accuracy", "micro_f1", "macro_f1", "mean_f1", "loss", "f1_positive"),
     "graph.features": ("all", "target", "none"),
     "graph.add_reverse": ("missing", "all", "none"),
-    "graph.featureless": ("embedding", "random"),
+    "graph.featureless": ("embedding", "random", "mean"),
 }
 
 

@@ -10,6 +10,7 @@ from hgnn.data.transforms import (
     add_reverse,
     drop_duplicate_reverses,
     drop_empty_node_types,
+    neighbour_mean_features,
     random_features,
 )
 
@@ -21,11 +22,13 @@ def prepare_graph(data: HeteroData, task: TaskSpec, graph_config: dict, seed: in
 
     ``features`` decides which types keep their shipped features (``all``, ``target`` only, or
     ``none``, HGB's one-hot ``feats_type=3``), and ``normalize_features`` scales them as PyG's
-    ``NormalizeFeatures`` does; every type then without features gets either node-id
-    inputs (``x`` = ``arange(N)`` as long, embedded by the model: a learned row per node) or seeded
-    random Gaussian features of width ``random_dim``. With ``metapath2vec.dim`` > 0, the types on
-    the metapath first get metapath2vec embeddings appended to their features (or as their features
-    when they have none; :mod:`hgnn.data.metapath2vec`); ``record``, when given, gets
+    ``NormalizeFeatures`` does; every type then without features gets node-id inputs
+    (``x`` = ``arange(N)`` as long, embedded by the model: a learned row per node), seeded random
+    Gaussian features of width ``random_dim``, or (``mean``, before metapath2vec) the mean of its
+    featured in-neighbours' features (:func:`~hgnn.data.transforms.neighbour_mean_features`).
+    With ``metapath2vec.dim`` > 0, the types on the metapath first get metapath2vec embeddings
+    appended to their features (or as their features when they have none;
+    :mod:`hgnn.data.metapath2vec`); ``record``, when given, gets
     ``metapath2vec`` = ``{"seconds", "cached"}`` for the run record.
     """
     empty = drop_empty_node_types(data, keep={task.target})
@@ -48,6 +51,8 @@ def prepare_graph(data: HeteroData, task: TaskSpec, graph_config: dict, seed: in
             if "x" in data[t] and data[t].x.is_floating_point() and data[t].x.numel():
                 x = data[t].x - data[t].x.min()
                 data[t].x = x / x.sum(dim=-1, keepdim=True).clamp(min=1.0)
+    if graph_config["featureless"] == "mean":  # before metapath2vec, as H2GB's mag-year
+        neighbour_mean_features(data)
     m2v = graph_config["metapath2vec"]
     if m2v["dim"] > 0:
         m2v_record: dict = {}
@@ -56,7 +61,7 @@ def prepare_graph(data: HeteroData, task: TaskSpec, graph_config: dict, seed: in
         if record is not None:
             record["metapath2vec"] = m2v_record
     featureless = [t for t in data.node_types if "x" not in data[t]]
-    if graph_config["featureless"] == "random":
+    if graph_config["featureless"] in ("random", "mean"):  # mean: those no featured type reaches
         random_features(data, graph_config["random_dim"], seed=seed, node_types=featureless)
     else:
         for t in featureless:
