@@ -1,7 +1,8 @@
 """The layers in the cases a PyG user meets: a sampled batch in which a node type has no nodes,
 batches built under ``torch.inference_mode``, a ``HeteroData`` in place of the two dicts, and
 malformed edge indices, which must be refused with a message instead of computing on garbage (or
-reading outside a kernel's tables)."""
+reading outside a kernel's tables). Also the graph preparation those inputs go through: empty
+node types dropped, NormalizeFeatures, neighbour-mean inputs for featureless types."""
 from __future__ import annotations
 
 import pytest
