@@ -343,6 +343,9 @@ def test_rcdd(tmp_path):
     item = data["item"]
     for gid, y in truth["train"] + truth["test"]:
         assert int(item.y[loc[gid][1]]) == y
+    # the files' global id of every item, for prediction files
+    assert item.source_id.tolist() == sorted((g for g, (t, _) in loc.items() if t == "item"),
+                                             key=lambda g: loc[g][1])
     assert _counts(item) == [8, 2, 4] and _disjoint(item)  # 20 % of the 5 + 5 training items
     assert int(item.train_pool_mask.sum()) == 10
     assert (task.num_classes, task.metrics[0], task.split, task.val_fraction) == (
@@ -480,6 +483,7 @@ def test_ieee_cis(tmp_path):
     assert tr.num_nodes == n == 10
     assert tr.y.tolist() == [t[1] for t in kept]
     assert tr.time.tolist() == [t[2] for t in kept]
+    assert tr.source_id.tolist() == [t[0] for t in kept]  # TransactionID, in time order
     # one-hot: M1 {0, F, T}, id_13 {0, 49, 52} ("49" and "49.0" are one value), DeviceInfo
     # {0, Windows, iOS}, DeviceType and the other 26 identity columns constant, M2..M9 all missing
     # ({0}); numeric: TransactionAmt, dist1, C1, D1, V1, id_01, id_02 (card*, addr*, e-mails are

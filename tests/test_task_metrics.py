@@ -250,3 +250,21 @@ def test_class_weights_weigh_the_cross_entropy_and_must_fit_the_classes(tmp_path
     assert rc == 2 and "train.class_weights [1.0, 5.0]: dataset 'synthetic' has 5 classes; give 5 " \
                        "weights" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_predictions_carry_the_files_own_ids(tmp_path, capsys):
+    """RCDD's items are numbered per type in hgnn; the prediction file also gives each test
+    item's global id from the files, so predictions can be matched to AliRCD_ICDM_test_labels."""
+    files, truth = _rcdd_files()
+    root = _rcdd_root(tmp_path)
+    run_experiment("mlp", "h2gb-rcdd", [0], root=root, overrides=["train.epochs=2"],
+                   out_dir=tmp_path / "run", quiet=True)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--checkpoint", str(tmp_path / "run" / "seed_0" / "best.pt"),
+                 "--root", root, "--out", str(out)]) == 0
+    rows = out.read_text().splitlines()
+    assert rows[0] == "node,source_id,label"
+    loc = truth["local"]
+    got = {int(sid): int(node) for node, sid, _ in (r.split(",") for r in rows[1:])}
+    assert set(got) == {gid for gid, _ in truth["test"]}
+    assert all(loc[gid][1] == node for gid, node in got.items())

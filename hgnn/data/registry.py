@@ -23,7 +23,7 @@ from hgnn.errors import DataFormatError, HgnnError, UnknownNameError
 
 # Bump when a reader's output changes, so stale cache entries are not reused. 3: HeCo Freebase's
 # node counts and GTN's class counts are the releases', no longer the largest id + 1.
-READER_VERSION = 3
+READER_VERSION = 4
 
 # Reader parameters that are not options: the files, and the seed that load_dataset passes itself.
 NOT_OPTIONS = ("path", "seed")

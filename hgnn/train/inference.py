@@ -118,7 +118,9 @@ def predict_checkpoint(checkpoint: str | Path, out: str | Path, dataset: str | N
 
     HGB datasets get HGB's submission format, one line per test node:
     ``node_id<TAB><TAB>node_type<TAB>label[,label...]`` with the file's global ids. Other datasets
-    get ``node,label[,label...]`` with the target type's local ids. ``restored`` (from
+    get ``node,label[,label...]`` with the target type's local ids, or
+    ``node,source_id,label[,label...]`` where the reader kept the files' own ids (``source_id``:
+    H2GB RCDD's global node ids, IEEE-CIS's ``TransactionID``). ``restored`` (from
     :func:`load_restored`) saves loading the checkpoint and its dataset again.
     """
     out = output_path(out)
@@ -128,14 +130,18 @@ def predict_checkpoint(checkpoint: str | Path, out: str | Path, dataset: str | N
     pred = predict(regime.logits(model, ("test",))["test"], task.multilabel)
     store = data[task.target]
     hgb = "hgb_id" in store and "hgb_node_types" in data
+    source = store.get("source_id")
     lines = []
     for i, p in zip(ids.tolist(), pred.tolist(), strict=True):
         labels = ",".join(str(c) for c, on in enumerate(p) if on) if task.multilabel else str(p)
         if hgb:
             lines.append(f"{int(store.hgb_id[i])}\t\t{data.hgb_node_types[task.target]}\t{labels}")
+        elif source is not None:
+            lines.append(f"{i},{int(source[i])},{labels}")
         else:
             lines.append(f"{i},{labels}")
-    write_atomically(out, ("" if hgb else "node,label\n") + "\n".join(lines) + "\n")
+    header = "" if hgb else ("node,source_id,label\n" if source is not None else "node,label\n")
+    write_atomically(out, header + "\n".join(lines) + "\n")
     return out
 
 

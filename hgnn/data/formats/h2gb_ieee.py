@@ -89,7 +89,7 @@ def read_h2gb_ieee_cis(path: str | Path, **options) -> tuple[HeteroData, TaskSpe
     label_col, time_col = tx_header.index(LABEL), tx_header.index(TIME)
     key_col = tx_header.index(KEY)
 
-    times, labels, lines, id_lines, text_rows = [], [], [], [], []
+    times, labels, lines, id_lines, text_rows, tids = [], [], [], [], [], []
     num_chunks, pending = [], []
     tx_lines: dict[int, int] = {}  # TransactionID -> line; Kaggle's key, so never repeated
     for line_no, fields in tx_rows:
@@ -109,6 +109,7 @@ def read_h2gb_ieee_cis(path: str | Path, **options) -> tuple[HeteroData, TaskSpe
         rows = {"tx": fields, "id": id_fields}
         times.append(parse_float(fields[time_col], tx_where, line_no, TIME))
         labels.append(int(label))
+        tids.append(tid)
         lines.append(line_no)
         id_lines.append(id_line)
         text_rows.append([_cell(rows[side][i]) for side, i in strings])
@@ -147,6 +148,7 @@ def read_h2gb_ieee_cis(path: str | Path, **options) -> tuple[HeteroData, TaskSpe
     data[TARGET].num_nodes = n
     data[TARGET].y = torch.as_tensor(labels, dtype=torch.long)[torch.from_numpy(order)]
     data[TARGET].time = torch.from_numpy(times_arr[order])
+    data[TARGET].source_id = torch.as_tensor(tids, dtype=torch.long)[torch.from_numpy(order)]
     for name, values in zip(NODE_COLUMNS, text_cols[:n_nodes], strict=True):
         values = _typed(values, fill=None)
         entity: dict = {}

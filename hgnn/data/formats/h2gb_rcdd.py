@@ -54,6 +54,10 @@ def read_h2gb_rcdd(path: str | Path, **options) -> tuple[HeteroData, TaskSpec]:
                               f"no '{TARGET}' nodes")
     target_code = type_names.index(TARGET)
     n = data[TARGET].num_nodes
+    global_ids = np.flatnonzero(type_of == target_code)  # the files' ids, for prediction files
+    source_id = np.empty(n, dtype=np.int64)
+    source_id[local[global_ids]] = global_ids
+    data[TARGET].source_id = torch.from_numpy(source_id)
     y = np.full(n, -1, dtype=np.int64)
     masks = {}
     labelled: dict[int, tuple[str, int, int]] = {}  # node -> (label file, line, label), both files
