@@ -149,9 +149,10 @@ def test_zero_edge_relation_and_missing_relation_give_zero_slots():
     # Dropping the empty relation, or giving it no edges, is the same thing.
     del edges[CE]
     torch.testing.assert_close(conv(x, edges), full)
-    # A relation of unknown types or an extra key is ignored.
+    # A relation of unknown types or an extra key is left out, with a warning.
     edges[("a", "unknown", "c")] = torch.tensor([[0], [0]])
-    torch.testing.assert_close(conv(x, edges), full)
+    with pytest.warns(UserWarning, match="leaves out relations it was not built for"):
+        torch.testing.assert_close(conv(x, edges), full)
 
 
 def test_attention_dropout_only_in_training():

@@ -5,6 +5,8 @@ reading outside a kernel's tables). Also the graph preparation those inputs go t
 node types dropped, NormalizeFeatures, neighbour-mean inputs for featureless types."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch_geometric.data import HeteroData
@@ -270,3 +272,26 @@ def test_featureless_mean_averages_featured_neighbours_round_by_round():
     torch.testing.assert_close(data["author"].x, torch.tensor([[2.0, 1.0], [5.0, 4.0], [0.0, 0.0]]))
     torch.testing.assert_close(data["venue"].x, torch.tensor([[3.5, 2.5], [0.0, 0.0]]))
     assert data["island"].x.shape == (2, 4) and data["island"].x.is_floating_point()
+
+
+@pytest.mark.parametrize("name", ["RGCNConv", "HGTConv", "H2GFormerLayer", "LATTEConv", "LATTE",
+                                  "RHGNNConv"])
+def test_relations_a_layer_was_not_built_for_are_left_out_with_one_warning(name):
+    """A layer built from the metadata before ToUndirected added reverse relations ignored them
+    without a word (PyG's HeteroConv does too; its HGTConv raises)."""
+    from hgnn.nn.graph_input import UnknownRelationWarning
+
+    data = graph()
+    layer, call = layers(data)[name]
+    layer.eval()
+    extra = dict(data.edge_index_dict)
+    extra[("author", "knows", "author")] = torch.tensor([[0, 1], [1, 0]])
+    expected = run(layer, call, data.x_dict, data.edge_index_dict)
+    with pytest.warns(UnknownRelationWarning, match=r"leaves out relations it was not built for: "
+                                                    r"\[\('author', 'knows', 'author'\)\]"):
+        got = run(layer, call, data.x_dict, extra)
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k], rtol=0, atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownRelationWarning)
+        run(layer, call, data.x_dict, extra)  # once per layer

@@ -2,7 +2,8 @@
 layers take it, or one ``HeteroData`` (a whole graph or a loader's batch)."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 
 from torch import Tensor
 from torch_geometric.data import HeteroData
@@ -24,3 +25,25 @@ def graph_input(x_dict: Mapping[str, Tensor] | HeteroData,
         raise ValueError("edge_index_dict is missing: pass x_dict and edge_index_dict, or one "
                          "HeteroData")
     return dict(x_dict), dict(edge_index_dict)
+
+
+class UnknownRelationWarning(UserWarning):
+    """A layer was given relations it was not built for, and leaves them out."""
+
+
+def warn_unknown_relations(layer: object, edge_index_dict: Mapping,
+                           known: Callable[[object], bool]) -> None:
+    """Warn, once per layer, about the keys of ``edge_index_dict`` (with edges) that ``known``
+    refuses: the layer leaves them out (as PyG's ``HeteroConv`` does, silently), which is what
+    happens to reverse relations added by ``ToUndirected`` after the layer was built from the
+    metadata."""
+    if layer.__dict__.get("_warned_unknown_relations"):
+        return
+    unknown = [key for key, ei in edge_index_dict.items()  # an empty one loses nothing
+               if not known(key) and not (isinstance(ei, Tensor) and ei.numel() == 0)]
+    if unknown:
+        layer.__dict__["_warned_unknown_relations"] = True
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        warnings.warn(f"{type(layer).__name__} leaves out relations it was not built for: "
+                      f"{unknown[:3]}{more}; build it from the graph's metadata after transforms "
+                      "such as ToUndirected to use them", UnknownRelationWarning, stacklevel=3)

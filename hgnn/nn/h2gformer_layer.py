@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-from hgnn.nn.graph_input import graph_input
+from hgnn.nn.graph_input import graph_input, warn_unknown_relations
 from hgnn.nn.lazy import as_width
 from hgnn.ops import segment_attention
 from hgnn.ops.typed import destination_segments, index_for, stack, unstack
@@ -130,6 +130,7 @@ class H2GFormerLayer(nn.Module):
     def forward(self, x_dict: dict[str, Tensor] | HeteroData,
                 edge_index_dict: dict[EdgeType, Tensor] | None = None) -> dict[str, Tensor]:
         x_dict, edge_index_dict = graph_input(x_dict, edge_index_dict)
+        warn_unknown_relations(self, edge_index_dict, lambda et: tuple(et) in self.edge_types)
         x_dict = {t: x for t, x in x_dict.items() if t in self.norm1}
         h = {t: self.norm1[t](x) for t, x in x_dict.items()}
         agg = self.attention(h, edge_index_dict)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-from hgnn.nn.graph_input import graph_input
+from hgnn.nn.graph_input import graph_input, warn_unknown_relations
 from hgnn.nn.lazy import (
     LazyInputModule,
     as_width,
@@ -112,6 +112,7 @@ class HGTConv(LazyInputModule):
     def forward(self, x_dict: dict[str, Tensor] | HeteroData,
                 edge_index_dict: dict[EdgeType, Tensor] | None = None) -> dict[str, Tensor]:
         x_dict, edge_index_dict = graph_input(x_dict, edge_index_dict)
+        warn_unknown_relations(self, edge_index_dict, lambda et: tuple(et) in self.edge_types)
         x_dict = {t: x for t, x in x_dict.items() if t in self.kqv}  # others ignored, as PyG does
         if self.has_lazy():
             self.initialize(x_dict)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from hgnn.data.relation_index import check_edge_index
-from hgnn.nn.graph_input import graph_input
+from hgnn.nn.graph_input import graph_input, warn_unknown_relations
 from hgnn.nn.lazy import (
     LazyInputModule,
     as_width,
@@ -307,6 +307,7 @@ class LATTEConv(LazyInputModule):
         values of order >= 2 meta-relations).
         ``output_types`` restricts the outputs (and the meta-relations computed) to those types."""
         x_dict, edge_index_dict = graph_input(x_dict, edge_index_dict)
+        warn_unknown_relations(self, edge_index_dict, lambda k: as_metapath(k) in self._position)
         if self.has_lazy():
             self.initialize(x_dict)
         H, D = self.heads, self.out_channels // self.heads
@@ -603,6 +604,7 @@ class LATTE(nn.Module):
         product that cannot reach those types' outputs; their outputs are unchanged. Leave it out
         when all meta-relations must be computed (the proximity loss, explanations)."""
         x_dict, edge_index_dict = graph_input(x_dict, edge_index_dict)
+        warn_unknown_relations(self, edge_index_dict, lambda k: as_metapath(k) in self.first)
         # A relation whose end type is missing from x_dict is left out, as LATTEConv does.
         first = {mp: ei for key, ei in edge_index_dict.items()
                  if (mp := as_metapath(key)) in self.first

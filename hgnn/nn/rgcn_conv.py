@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-from hgnn.nn.graph_input import graph_input
+from hgnn.nn.graph_input import graph_input, warn_unknown_relations
 from hgnn.nn.lazy import LAZY, LazyInputModule, as_width, is_lazy, materialize, parameter
 from hgnn.ops.typed import index_for, typed_linear_aggregate
 
@@ -100,6 +100,7 @@ class RGCNConv(LazyInputModule):
     def forward(self, x_dict: dict[str, Tensor] | HeteroData,
                 edge_index_dict: dict[EdgeType, Tensor] | None = None) -> dict[str, Tensor]:
         x_dict, edge_index_dict = graph_input(x_dict, edge_index_dict)
+        warn_unknown_relations(self, edge_index_dict, lambda et: tuple(et) in self.edge_types)
         if self.has_lazy():
             self.initialize(x_dict)
         out: dict[str, Tensor] = {}

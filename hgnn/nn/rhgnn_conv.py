@@ -18,7 +18,7 @@ from torch_geometric.data import HeteroData
 
 from hgnn.data.relation_index import RelationIndex, check_edge_index
 from hgnn.data.transforms import reverse_edge_type
-from hgnn.nn.graph_input import graph_input
+from hgnn.nn.graph_input import graph_input, warn_unknown_relations
 from hgnn.nn.lazy import (
     LAZY,
     LazyInputModule,
@@ -307,6 +307,7 @@ class RHGNNConv(LazyInputModule):
                 and relation_embedding is None:
             edge_index_dict, relation_embedding = None, edge_index_dict
         x, edge_index_dict = graph_input(x, edge_index_dict)
+        warn_unknown_relations(self, edge_index_dict, lambda et: tuple(et) in self.edge_types)
         if relation_embedding is None:
             raise ValueError("RHGNNConv needs relation_embedding, [R, relation_in_channels] in "
                              "edge_types order (RHGNN keeps it as a parameter)")
