@@ -43,9 +43,9 @@ def load_prepared(dataset: str, root: str | None, seed: int, config: dict,
 def check_trainable(data, task, config: dict, dataset: str, seed: int) -> str | None:
     """Refuse, before anything trains, a run that cannot train meaningfully: a ``train.monitor``
     the task does not score, ``train.class_weights`` that do not fit its classes, an empty
-    training split (nothing to learn from), or an empty
-    validation split under a ``loss`` monitor (no validation loss: no epoch would ever be kept,
-    and the run would fail only after training).
+    training split (nothing to learn from), or an empty validation split under a ``loss``
+    monitor (no validation loss: no epoch would ever be kept, and the run would fail only after
+    training).
 
     Returns a warning for an empty validation split under a metric monitor: every epoch then
     scores 0, so the checkpoint kept is epoch 0's. It is not refused, as tiny fixtures (a 0.2
@@ -54,10 +54,10 @@ def check_trainable(data, task, config: dict, dataset: str, seed: int) -> str | 
     check_monitor(config, task, dataset)
     weights = config["train"]["class_weights"]
     if weights and (task.multilabel or len(weights) != task.num_classes):
+        fix = ("multi-label (class weights are for single-label tasks)" if task.multilabel
+               else f"give {task.num_classes} weights")
         raise HgnnError(f"train.class_weights {weights}: dataset '{dataset}' has "
-                        f"{task.num_classes} classes" + (", multi-label (class weights are for "
-                                                         "single-label tasks)" if task.multilabel
-                                                         else f"; give {task.num_classes} weights"))
+                        f"{task.num_classes} classes; {fix}")
     monitor = config["train"]["monitor"]
     store = data[task.target]
     sizes = {split: int(store[f"{split}_mask"].sum()) if f"{split}_mask" in store else 0
