@@ -110,3 +110,33 @@ def test_table_only_refuses_a_script_suite(capsys):
 
     assert main(["bench", "kernels", "--table-only", "--results", "/nonexistent"]) == 2
     assert "suite 'kernels' is a script (benchmarks/kernels/bench.py)" in capsys.readouterr().err
+
+
+def test_paired_seeds_pairs_runs_by_seed(tmp_path, monkeypatch):
+    """benchmarks/paired_seeds.py: only seeds both runs hold are paired, A - B per seed in points,
+    the sample std of the differences, and a paired t-test's p-value."""
+    import importlib.util
+    from pathlib import Path
+
+    from scipy import stats
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "paired_seeds.py"
+    spec = importlib.util.spec_from_file_location("paired_seeds", path)
+    paired = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paired)
+    a = {0: 0.90, 1: 0.80, 2: 0.85, 3: 0.70}
+    b = {0: 0.88, 1: 0.81, 2: 0.80, 4: 0.99}  # seed 3 only in A, seed 4 only in B
+    for run, values in (("m-d", a), ("n-d", b)):
+        for seed, value in values.items():
+            folder = tmp_path / run / f"seed_{seed}"
+            folder.mkdir(parents=True)
+            (folder / "result.json").write_text(json.dumps({"seed": seed,
+                                                            "test": {"micro_f1": value}}))
+    monkeypatch.setattr(paired, "RUNS", tmp_path)
+    row = paired.compare("m-d", "n-d", "micro_f1")
+    assert row["seeds"] == [0, 1, 2]
+    assert row["diffs"] == pytest.approx([2.0, -1.0, 5.0])
+    assert row["mean"] == pytest.approx(2.0) and row["std"] == pytest.approx(3.0)
+    assert row["p"] == pytest.approx(stats.ttest_rel([90, 80, 85], [88, 81, 80]).pvalue)
+    assert "| m-d | n-d | micro_f1 | +2.00 | 3.00 | +2.00 -1.00 +5.00 |" in paired.markdown([row])
+    assert paired.compare("m-d", "missing", "micro_f1") is None

@@ -171,6 +171,11 @@ def test_an_empty_validation_split_is_refused_under_a_loss_monitor(tmp_path, cap
     assert rc == 0 and "hgnn: warning:" in err and "validation split is empty" in err, err
     result = json.loads((tmp_path / "warned" / "seed_0" / "result.json").read_text())
     assert result["best_epoch"] == 0
+    # an empty test split trains, with a warning that its scores will read 0
+    rc, err = _train_cli(capsys, "--dataset", "h2gb-oag-cs", "--root", _oag_root(tmp_path, {4: 2017}),
+                         "--epochs", "1", "--out", str(tmp_path / "no-test"))
+    assert rc == 0 and "hgnn: warning:" in err and "test split is empty" in err, err
+    assert "train 2, val 2, test 0" in err
     # the fixture as written (2, 1, 1 papers) trains without a warning
     rc, err = _train_cli(capsys, "--dataset", "h2gb-oag-cs", "--root", _oag_root(tmp_path, {}),
                          "--epochs", "1", "--out", str(tmp_path / "ok"))

@@ -49,7 +49,7 @@ def check_trainable(data, task, config: dict, dataset: str, seed: int) -> str | 
 
     Returns a warning for an empty validation split under a metric monitor: every epoch then
     scores 0, so the checkpoint kept is epoch 0's. It is not refused, as tiny fixtures (a 0.2
-    holdout of a handful of nodes) train that way.
+    holdout of a handful of nodes) train that way. An empty test split is warned about too.
     """
     check_monitor(config, task, dataset)
     weights = config["train"]["class_weights"]
@@ -73,6 +73,9 @@ def check_trainable(data, task, config: dict, dataset: str, seed: int) -> str | 
     if sizes["val"] == 0:
         return (f"dataset '{dataset}': the validation split is empty ({where}); every epoch "
                 f"scores 0 on train.monitor '{monitor}', so the checkpoint kept is epoch 0's")
+    if sizes["test"] == 0:
+        return (f"dataset '{dataset}': the test split is empty ({where}); the test scores will "
+                "read 0")
     return None
 
 
