@@ -131,6 +131,17 @@ def test_a_heterodata_stands_for_both_dicts(name):
         layer(data, data.edge_index_dict)
     with pytest.raises(ValueError, match="edge_index_dict is missing"):
         layer(data.x_dict)
+    del data["venue"].x  # a type without features is left out, as from data.x_dict by hand
+    data["venue"].num_nodes = 3
+    if name == "GTNConv":  # selects relations by position: it cannot leave one out
+        with pytest.raises(ValueError, match="joins a node type missing from x_dict"):
+            layer(data)
+        return
+    expected = layer(data.x_dict, data.edge_index_dict)
+    got = layer(data)
+    assert got.keys() == expected.keys() and "venue" not in data.x_dict
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k], rtol=0, atol=0)
 
 
 def test_rhgnn_conv_takes_a_heterodata_and_the_relation_embedding():

@@ -16,10 +16,7 @@ def graph_input(x_dict: Mapping[str, Tensor] | HeteroData,
     if isinstance(x_dict, HeteroData):
         if edge_index_dict is not None:
             raise ValueError("pass either a HeteroData or x_dict and edge_index_dict, not both")
-        missing = [t for t in x_dict.node_types if "x" not in x_dict[t]]
-        if missing:
-            raise ValueError(f"the HeteroData has no features (.x) for node types {missing}; give "
-                             "them features or pass x_dict and edge_index_dict")
+        # a type without .x is left out of x_dict, as with data.x_dict passed by hand
         return x_dict.x_dict, x_dict.edge_index_dict
     if edge_index_dict is None:
         raise ValueError("edge_index_dict is missing: pass x_dict and edge_index_dict, or one "

@@ -310,6 +310,12 @@ class GTNConv(LazyInputModule):
         ``edge_index_dict`` order (then the identity) the candidates; returns ``{type: [N_t,
         channels * out_channels]}``. A ``HeteroData`` may stand for both dicts."""
         x_dict, edge_index_dict = graph_input(x_dict, edge_index_dict)
+        # Relations are selected by position, so none can be left out as other layers do.
+        missing = [et for et in edge_index_dict if et[0] not in x_dict or et[2] not in x_dict]
+        if missing:
+            raise ValueError(f"GTNConv selects among every relation given, and {missing[0]} joins a "
+                             "node type missing from x_dict; give every type features (or node "
+                             "ids through a TypeEncoder) or leave its relations out")
         widths = {t: int(x.size(-1)) for t, x in x_dict.items()}
         if len(set(widths.values())) > 1:
             raise ValueError(f"GTNConv takes one width for every node type, got {widths}; project "
