@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch_geometric.data import HeteroData
-from tqdm.auto import tqdm
 
 from hgnn.data.task import TaskSpec
 from hgnn.errors import HgnnError
@@ -20,6 +19,7 @@ from hgnn.models.base import HeteroModel
 from hgnn.train.checkpoint import load_checkpoint, save_checkpoint
 from hgnn.train.distributed import context
 from hgnn.train.metrics import compute_metrics
+from hgnn.train.progress import EpochProgress
 from hgnn.train.record import git_commit, peak_memory_mb
 from hgnn.train.regimes import loss_fn, make_regime
 
@@ -187,9 +187,8 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
         torch.set_rng_state(rng[ctx.rank])
 
     epochs = cfg["epochs"]
-    bar = tqdm(total=epochs, initial=state["epoch"] + 1, disable=run.quiet or not ctx.is_main,
-               leave=False,
-               desc=f"{run.model_name}/{run.dataset} seed {run.seed}", unit="epoch")
+    bar = EpochProgress(f"{run.model_name}/{run.dataset} seed {run.seed}", epochs,
+                        initial=state["epoch"] + 1, disable=run.quiet or not ctx.is_main)
     stopped = state.get("stopped", False)
     for epoch in range(state["epoch"] + 1, epochs):
         if stopped:
@@ -233,11 +232,10 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
                              "scheduler_state": scheduler.state_dict() if scheduler else None,
                              "state": state, "rng_state": rng_states[0],
                              "rng_states": rng_states, "world_size": ctx.world_size}, last_path)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", **{
+        bar.update(loss=f"{loss:.4f}", **{
             f"val_{part}": f"{monitor_score(val, val_loss, part):.4f}"
             for part in cfg["monitor"].split("+")})
-    bar.close()
+    bar.close(stopped_early=stopped)
     ctx.barrier()  # rank 0's last writes are visible to every rank from here
 
     if not best_path.is_file():
