@@ -10,13 +10,12 @@ from torch_geometric.data import HeteroData
 
 from hgnn.data.task import TaskSpec
 from hgnn.models.latte import LATTE as LATTEModel
+from hgnn.nn.latte import LATTE, join_adjacency
 from hgnn.nn.latte_conv import (
-    LATTE,
     LATTEConv,
     LATTEDetails,
     as_metapath,
     head_type,
-    join_adjacency,
     join_metapaths,
     metapath_name,
     negative_pairs,

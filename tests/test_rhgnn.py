@@ -10,7 +10,8 @@ import torch_geometric.transforms as T
 from torch_geometric.data import HeteroData
 
 from hgnn.models.rhgnn import RHGNN, relation_label
-from hgnn.nn.rhgnn_conv import RelationFusing, RHGNNConv, reverse_map
+from hgnn.nn.relation_fusing import RelationFusing
+from hgnn.nn.rhgnn_conv import RHGNNConv, reverse_map
 from hgnn.train.experiment import run_experiment
 from tests.conftest import summary_accuracy, train_small_synthetic
 

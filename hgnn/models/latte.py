@@ -1,5 +1,6 @@
 """LATTE node classifier (Tran & Gao, arXiv 2009.08072) as the official code runs it
-(JonnyTran/LATTE ``models.py: LATTENodeClf``, ``conv.py: LATTE``), on :mod:`hgnn.nn.latte_conv`."""
+(JonnyTran/LATTE ``models.py: LATTENodeClf``, ``conv.py: LATTE``), on :mod:`hgnn.nn.latte_conv`
+and :mod:`hgnn.nn.latte`."""
 from __future__ import annotations
 
 import torch
@@ -10,7 +11,7 @@ from torch_geometric.data import HeteroData
 from hgnn.data.task import TaskSpec
 from hgnn.errors import HgnnError
 from hgnn.models.base import HeteroModel
-from hgnn.nn.latte_conv import LATTE as LATTEStack
+from hgnn.nn.latte import LATTE as LATTEStack
 from hgnn.nn.latte_conv import NORMS, PROXIMITY_WEIGHTS
 from hgnn.nn.type_encoder import SparseInputLinear, input_channels
 
@@ -18,7 +19,7 @@ COVERAGE = "share of nodes with edges"
 
 
 class LATTE(HeteroModel):
-    """Input encoding, :class:`~hgnn.nn.latte_conv.LATTE` (``layers`` LATTEConv layers over
+    """Input encoding, :class:`~hgnn.nn.latte.LATTE` (``layers`` LATTEConv layers over
     meta-relations of order 1..T, outputs concatenated) and ``Dropout -> Linear`` on the target type.
 
     * Attributed types: ``Dropout(ReLU(Linear_tau(x)))``; featureless types (``x`` = node ids): a

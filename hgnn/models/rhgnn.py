@@ -11,7 +11,8 @@ from torch_geometric.data import HeteroData
 
 from hgnn.data.task import TaskSpec
 from hgnn.models.base import HeteroModel
-from hgnn.nn.rhgnn_conv import EdgeType, RelationFusing, RHGNNConv, reverse_map
+from hgnn.nn.relation_fusing import RelationFusing
+from hgnn.nn.rhgnn_conv import EdgeType, RHGNNConv, reverse_map
 from hgnn.nn.type_encoder import TypeEncoder, input_channels
 
 _GAIN = math.sqrt(2.0)
