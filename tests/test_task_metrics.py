@@ -273,3 +273,16 @@ def test_predictions_carry_the_files_own_ids(tmp_path, capsys):
     got = {int(sid): int(node) for node, sid, _ in (r.split(",") for r in rows[1:])}
     assert set(got) == {gid for gid, _ in truth["test"]}
     assert all(loc[gid][1] == node for gid, node in got.items())
+
+
+@pytest.mark.parametrize("override", ["train.regime=full", "train.inductive=true"])
+def test_a_refused_regime_leaves_an_earlier_run_as_it_was(tmp_path, override):
+    out = tmp_path / "run"
+    run_experiment("rphgnn", "synthetic", [0], overrides=["train.epochs=1"], out_dir=out,
+                   quiet=True, dataset_options=SYNTHETIC)
+    before = sorted(p.name for p in (out / "seed_0").iterdir())
+    with pytest.raises(HgnnError, match="regime"):
+        run_experiment("rphgnn", "synthetic", [0], overrides=["train.epochs=1", override],
+                       out_dir=out, quiet=True, dataset_options=SYNTHETIC)
+    assert sorted(p.name for p in (out / "seed_0").iterdir()) == before
+    assert "result.json" in before

@@ -18,6 +18,7 @@ from hgnn.train.distributed import device_for, init_from_env, parse_device
 from hgnn.train.graph import prepare_graph
 from hgnn.train.metrics import reported_metrics
 from hgnn.train.record import hardware, peak_gpu_memory_mb, peak_memory_mb, versions
+from hgnn.train.regimes import check_regime
 from hgnn.train.trainer import SeedRun, train_seed
 
 # Fields of a seed's result.json that the summary's per_seed entries leave out: bulky, or the same
@@ -145,6 +146,7 @@ def run_experiment(model: str, dataset: str, seeds: list[int], *, root: str | No
     loaded = {}
     todo = [seed for seed in seeds if seed not in finished]
     if todo:
+        check_regime(model, model_cls.regimes, config["train"])
         record: dict = {}
         loaded[todo[0]] = (*load_checked(dataset, root, todo[0], config, dataset_options, record,
                                          warn=ctx.is_main), record)

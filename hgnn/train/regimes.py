@@ -380,8 +380,14 @@ class Precomputed(Regime):
             yield model(self._rows(ids[start:start + self.cfg["eval_batch_size"]]))
 
 
-def make_regime(name: str, data: HeteroData, task: TaskSpec, train_config: dict,
-                device: torch.device, model: HeteroModel) -> Regime:
+def check_regime(model_name: str, regimes: tuple[str, ...] | list[str], train_config: dict) -> str:
+    """The regime a run trains in (``train.regime``, else the model's first), refused with an
+    ``HgnnError`` when the model does not support it or other ``train`` keys need another one.
+    It reads the config only, so a run checks it before touching an earlier run's folder."""
+    name = train_config["regime"] or regimes[0]
+    if name not in regimes:
+        raise HgnnError(f"model '{model_name}' supports the regimes {', '.join(regimes)}, "
+                        f"not '{name}'")
     if train_config.get("inductive", False) and name != "sampled":
         raise HgnnError("train.inductive leaves nodes out of sampled batches: it needs "
                         "train.regime=sampled")
@@ -389,6 +395,11 @@ def make_regime(name: str, data: HeteroData, task: TaskSpec, train_config: dict,
         if train_config.get(key, "seeds") != "seeds" and name != "sampled":
             raise HgnnError(f"train.{key}={train_config[key]} scores the other nodes of sampled "
                             f"batches: it needs train.regime=sampled")
+    return name
+
+
+def make_regime(name: str, data: HeteroData, task: TaskSpec, train_config: dict,
+                device: torch.device, model: HeteroModel) -> Regime:
     if name == "full":
         return FullBatch(data, task, train_config, device)
     if name == "sampled":

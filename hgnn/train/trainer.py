@@ -21,7 +21,7 @@ from hgnn.train.distributed import context
 from hgnn.train.metrics import compute_metrics
 from hgnn.train.progress import EpochProgress
 from hgnn.train.record import git_commit, peak_memory_mb
-from hgnn.train.regimes import loss_fn, make_regime
+from hgnn.train.regimes import check_regime, loss_fn, make_regime
 
 
 def seed_everything(seed: int) -> None:
@@ -146,10 +146,7 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
     commit = git_commit()  # now: the checkout may move on while a long seed trains
     seed_everything(run.seed)
     model = model_cls.build(data, run.task, run.config["model"]).to(run.device)
-    regime_name = cfg["regime"] or model_cls.regimes[0]
-    if regime_name not in model_cls.regimes:
-        raise HgnnError(f"model '{run.model_name}' supports the regimes "
-                        f"{', '.join(model_cls.regimes)}, not '{regime_name}'")
+    regime_name = check_regime(run.model_name, model_cls.regimes, cfg)
     regime = make_regime(regime_name, data, run.task, cfg, run.device, model)
     regime.seed = run.seed
     trained = model  # what the training steps call: a DDP wrapper when there are several ranks
@@ -233,7 +230,8 @@ def train_seed(run: SeedRun, model_cls: type[HeteroModel], data: HeteroData,
                              "state": state, "rng_state": rng_states[0],
                              "rng_states": rng_states, "world_size": ctx.world_size}, last_path)
         bar.update(loss=f"{loss:.4f}", **{
-            f"val_{part}": f"{monitor_score(val, val_loss, part):.4f}"
+            # the loss as it is, not monitor_score's negated one
+            f"val_{part}": f"{val_loss if part == 'loss' else monitor_score(val, val_loss, part):.4f}"
             for part in cfg["monitor"].split("+")})
     bar.close(stopped_early=stopped)
     ctx.barrier()  # rank 0's last writes are visible to every rank from here
