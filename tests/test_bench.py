@@ -140,3 +140,11 @@ def test_paired_seeds_pairs_runs_by_seed(tmp_path, monkeypatch):
     assert row["p"] == pytest.approx(stats.ttest_rel([90, 80, 85], [88, 81, 80]).pvalue)
     assert "| m-d | n-d | micro_f1 | +2.00 | 3.00 | +2.00 -1.00 +5.00 |" in paired.markdown([row])
     assert paired.compare("m-d", "missing", "micro_f1") is None
+
+
+def test_table_only_refuses_a_results_folder_without_runs(tmp_path, capsys):
+    from hgnn.cli.main import main
+
+    assert main(["bench", "hgb", "--table-only", "--results", str(tmp_path / "r")]) == 2
+    assert "no run folder of suite 'hgb' under" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # no table of 'missing' rows written

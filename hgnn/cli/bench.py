@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from hgnn.bench.harness import aggregate, load_suite, run_suite, write_outputs
+    from hgnn.bench.harness import aggregate, load_suite, run_dir, run_suite, write_outputs
     from hgnn.errors import HgnnError
 
     suite = load_suite(args.suite)
@@ -31,6 +31,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise HgnnError(f"--table-only: suite '{suite.name}' is a script ({suite.script}) that "
                         "measures and writes its own tables; nothing to aggregate")
     if args.table_only:
+        if not any(run_dir(results, m, ds).is_dir() for m in suite.models for ds in suite.datasets):
+            raise HgnnError(f"--table-only: no run folder of suite '{suite.name}' under "
+                            f"{results}/runs (run it first, or pass --results DIR)")
         table = aggregate(suite, results)
         write_outputs(suite, table, results)
     else:
