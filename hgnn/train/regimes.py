@@ -388,6 +388,11 @@ def check_regime(model_name: str, regimes: tuple[str, ...] | list[str], train_co
     if name not in regimes:
         raise HgnnError(f"model '{model_name}' supports the regimes {', '.join(regimes)}, "
                         f"not '{name}'")
+    _check_sampled_keys(name, train_config)
+    return name
+
+
+def _check_sampled_keys(name: str, train_config: dict) -> None:
     if train_config.get("inductive", False) and name != "sampled":
         raise HgnnError("train.inductive leaves nodes out of sampled batches: it needs "
                         "train.regime=sampled")
@@ -395,11 +400,11 @@ def check_regime(model_name: str, regimes: tuple[str, ...] | list[str], train_co
         if train_config.get(key, "seeds") != "seeds" and name != "sampled":
             raise HgnnError(f"train.{key}={train_config[key]} scores the other nodes of sampled "
                             f"batches: it needs train.regime=sampled")
-    return name
 
 
 def make_regime(name: str, data: HeteroData, task: TaskSpec, train_config: dict,
                 device: torch.device, model: HeteroModel) -> Regime:
+    _check_sampled_keys(name, train_config)
     if name == "full":
         return FullBatch(data, task, train_config, device)
     if name == "sampled":
