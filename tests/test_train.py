@@ -554,7 +554,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["train", "--dataset", "nope"], "unknown dataset 'nope'"),
     (["train", "--set", "train.nope=1"], "unknown config key 'train.nope'"),
     (["train", "--set", "train.epochs=abc"], "'train.epochs' must be int"),
-    (["train", "--set", "train.monitor=f2"], "'train.monitor' must be one of"),
+    (["train", "--set", "train.monitor=f2"], "joined with '+' (accuracy+macro_f1), got 'f2'"),
     (["train", "--set", "train.monitor=micro_f1+mean_f1"], "'mean_f1' cannot be joined"),
     (["train", "--model", "gtn", "--set", "model.normalization=sym"],
      "'model.normalization' must be one of 'row', 'column', got 'sym'"),

@@ -97,8 +97,11 @@ def _cache_key(data: HeteroData, metapath: list[EdgeType], settings: dict, seed:
 
 
 def train_metapath2vec(data: HeteroData, metapath: list[EdgeType], settings: dict,
-                       seed: int = 0) -> dict[str, torch.Tensor]:
-    """Embeddings ``{node_type: [N_t, dim]}`` for every type on ``metapath`` (no caching)."""
+                       seed: int = 0, progress: bool = False) -> dict[str, torch.Tensor]:
+    """Embeddings ``{node_type: [N_t, dim]}`` for every type on ``metapath`` (no caching);
+    ``progress`` reports each epoch's mean loss on stderr (a bar on a terminal)."""
+    from hgnn.train.progress import EpochProgress
+
     if settings["optimizer"] not in ("adam", "sparse_adam"):
         raise HgnnError("graph.metapath2vec.optimizer: must be 'adam' or 'sparse_adam', got "
                         f"{settings['optimizer']!r}")
@@ -116,11 +119,17 @@ def train_metapath2vec(data: HeteroData, metapath: list[EdgeType], settings: dic
         optimizer = (torch.optim.SparseAdam if sparse else torch.optim.Adam)(
             list(model.parameters()), lr=settings["lr"])
         model.train()
+        bar = EpochProgress("metapath2vec", settings["epochs"], disable=not progress)
         for _ in range(settings["epochs"]):
+            total, steps = 0.0, 0
             for pos_rw, neg_rw in loader:
                 optimizer.zero_grad()
-                model.loss(pos_rw, neg_rw).backward()
+                loss = model.loss(pos_rw, neg_rw)
+                loss.backward()
                 optimizer.step()
+                total, steps = total + float(loss.detach()), steps + 1
+            bar.update(loss=f"{total / max(steps, 1):.4f}")
+        bar.close()
         model.eval()
         with torch.no_grad():
             types = {t for et in metapath for t in (et[0], et[2])}
@@ -130,10 +139,12 @@ def train_metapath2vec(data: HeteroData, metapath: list[EdgeType], settings: dic
 
 
 def metapath2vec_features(data: HeteroData, target: str, config: dict, seed: int = 0,
-                          record: dict | None = None) -> dict[str, torch.Tensor]:
+                          record: dict | None = None, progress: bool = True,
+                          ) -> dict[str, torch.Tensor]:
     """The cached embeddings for ``config`` (``graph.metapath2vec``), computing them when absent.
 
     Under ``torch.distributed`` rank 0 computes and writes while the other ranks wait, then read.
+    ``progress`` reports the training epochs on stderr (it takes minutes on larger graphs).
     ``record``, when given, receives ``seconds`` (the one-off training time, stored with the cache;
     None for caches written before it was) and ``cached`` (whether this call found the cache).
     """
@@ -149,7 +160,7 @@ def metapath2vec_features(data: HeteroData, target: str, config: dict, seed: int
     cached = path.is_file()
     if rank == 0 and not cached:
         start = time.perf_counter()
-        embeddings = train_metapath2vec(data, metapath, settings, seed)
+        embeddings = train_metapath2vec(data, metapath, settings, seed, progress=progress)
         save_checkpoint({"embeddings": embeddings, "seconds": time.perf_counter() - start}, path)
     if dist:
         torch.distributed.barrier()

@@ -193,8 +193,10 @@ def _coerce(default, value, key: str, where: str, choices: tuple | None):
             raise HgnnError(f"{where}: '{key}': {bad[0]!r} cannot be joined; join two or more of "
                             "'accuracy', 'micro_f1', 'macro_f1', 'f1_positive', 'loss' with '+'")
     elif choices and value not in choices:
-        raise HgnnError(f"{where}: '{key}' must be one of {', '.join(map(repr, choices))}, "
-                        f"got {value!r}")
+        joined = (", or two or more of them but mean_f1 joined with '+' (accuracy+macro_f1)"
+                  if key == "train.monitor" else "")
+        raise HgnnError(f"{where}: '{key}' must be one of {', '.join(map(repr, choices))}"
+                        f"{joined}, got {value!r}")
     return value
 
 
