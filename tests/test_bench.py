@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -148,3 +149,12 @@ def test_table_only_refuses_a_results_folder_without_runs(tmp_path, capsys):
     assert main(["bench", "hgb", "--table-only", "--results", str(tmp_path / "r")]) == 2
     assert "no run folder of suite 'hgb' under" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # no table of 'missing' rows written
+
+
+def test_the_rerun_hint_names_what_hgnn_bench_was_given(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\nmodels: [mlp]\ndatasets: [synthetic]\n")
+    custom = markdown(aggregate(load_suite(str(path)), tmp_path / "r"))
+    assert f"Rerun or continue: `hgnn bench {path} --results {tmp_path / 'r'}`" in custom
+    built_in = markdown(aggregate(load_suite("hgb"), Path("benchmarks/results")))
+    assert "Rerun or continue: `hgnn bench hgb` (finished" in built_in

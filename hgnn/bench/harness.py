@@ -51,6 +51,7 @@ class Suite:
     overrides: list[str] = field(default_factory=list)
     references: list[dict] = field(default_factory=list)
     script: str | None = None
+    given_as: str = ""  # what `hgnn bench` was given: a built-in suite's name or a YAML's path
 
     def reference(self, model: str, dataset: str) -> dict | None:
         return next((r for r in self.references
@@ -84,7 +85,8 @@ def load_suite(name: str) -> Suite:
     return Suite(name=raw.get("name", path.stem), kind=kind, models=list(raw.get("models", [])),
                  datasets=datasets, seeds=list(raw.get("seeds", [0])),
                  metric=raw.get("metric", "micro_f1"), overrides=list(raw.get("overrides", [])),
-                 references=list(raw.get("references", [])), script=raw.get("script"))
+                 references=list(raw.get("references", [])), script=raw.get("script"),
+                 given_as=name if path.parent == SUITE_DIR else str(path))
 
 
 def run_dir(results: Path, model: str, dataset: DatasetSpec) -> Path:
@@ -169,8 +171,11 @@ def aggregate(suite: Suite, results: Path) -> dict:
             rows.append(row)
     from hgnn.train.record import hardware
 
+    rerun = f"hgnn bench {suite.given_as or suite.name}"
+    if results != Path("benchmarks/results"):
+        rerun += f" --results {results}"
     return {"suite": suite.name, "metric": suite.metric, "seeds": suite.seeds,
-            "machine": hardware(), "rows": rows}
+            "machine": hardware(), "rerun": rerun, "rows": rows}
 
 
 def _row_metrics(results: list[dict]) -> tuple[str, ...]:
@@ -256,7 +261,8 @@ def markdown(table: dict) -> str:
     sources = sorted({r["reference"]["source"] for r in table["rows"] if r["reference"]})
     if sources:
         lines += ["", "References: " + "; ".join(sources) + "."]
-    lines += ["", f"Rerun or continue: `hgnn bench {table['suite']}` (finished seeds are skipped). "
+    rerun = table.get("rerun", f"hgnn bench {table['suite']}")
+    lines += ["", f"Rerun or continue: `{rerun}` (finished seeds are skipped). "
               "Each run folder holds the resolved config, versions and git commit "
               "(`summary.json`) and per-seed results."]
     return "\n".join(lines) + "\n"
