@@ -33,6 +33,8 @@ METRICS = ("accuracy", "micro_f1", "macro_f1")
 EXTRA_LABELS = {"f1_positive": "F1 (positive)"}
 
 
+DEFAULT_RESULTS = Path("benchmarks/results")  # `hgnn bench --results`, relative to the cwd
+
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
@@ -172,7 +174,7 @@ def aggregate(suite: Suite, results: Path) -> dict:
     from hgnn.train.record import hardware
 
     rerun = f"hgnn bench {suite.given_as or suite.name}"
-    if results != Path("benchmarks/results"):
+    if results != DEFAULT_RESULTS:
         rerun += f" --results {results}"
     return {"suite": suite.name, "metric": suite.metric, "seeds": suite.seeds,
             "machine": hardware(), "rerun": rerun, "rows": rows}

@@ -6,11 +6,11 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from hgnn.bench.harness import known_suites
+    from hgnn.bench.harness import DEFAULT_RESULTS, known_suites
 
     p = sub.add_parser("bench", help="run a benchmark suite (resumable) and tabulate it")
     p.add_argument("suite", help=f"{', '.join(known_suites())}, or a suite YAML path")
-    p.add_argument("--results", default="benchmarks/results",
+    p.add_argument("--results", default=str(DEFAULT_RESULTS),
                    help="where runs and tables go, relative to the current folder (default: "
                         "benchmarks/results, the committed results when run from the repository)")
     p.add_argument("--root", help="data root (default: $HGNN_DATA or ../shared/data)")
